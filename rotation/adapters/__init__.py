@@ -1,0 +1,80 @@
+"""Engine name -> adapter class, loaded lazily: a driver is imported only when its engine is used.
+
+Built-in engines map to ``module:Class`` strings; plug-ins add or override engines through the
+entry-point group ``rotation.adapters`` (engine name -> ``module:Class``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, cast
+
+from rotation.errors import UnsupportedEngineError
+
+if TYPE_CHECKING:
+    from rotation.adapters.base import AdapterOptions, DatabaseAdapter
+
+ENTRY_POINT_GROUP = "rotation.adapters"
+
+BUILTIN: Mapping[str, str] = {
+    "postgres": "rotation.adapters.postgres:PostgresAdapter",
+    "aurora-postgresql": "rotation.adapters.postgres:PostgresAdapter",
+    "mysql": "rotation.adapters.mysql:MySQLAdapter",
+    "mariadb": "rotation.adapters.mysql:MySQLAdapter",
+    "aurora-mysql": "rotation.adapters.mysql:MySQLAdapter",
+}
+
+
+def available_engines() -> dict[str, str]:
+    """Every engine this installation can rotate: built-ins plus entry points (which win)."""
+    engines = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        engines[ep.name] = ep.value
+    return engines
+
+
+def load_adapter_class(engine: str) -> type[DatabaseAdapter]:
+    engines = available_engines()
+    target = engines.get(engine)
+    if target is None:
+        raise UnsupportedEngineError(
+            f"no adapter for engine {engine[:64]!r}",
+            hint="use one of " + ", ".join(sorted(engines))
+                 + f", or install a plug-in in entry-point group {ENTRY_POINT_GROUP}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return cast("type[DatabaseAdapter]", getattr(module, class_name))
+    except (ImportError, AttributeError) as exc:
+        raise UnsupportedEngineError(
+            f"the adapter {target} for engine {engine!r} cannot be loaded: "
+            f"{type(exc).__name__}: {exc}",
+            hint="deploy the driver layer for this engine (layers/) or pip install "
+                 "'rotation[postgres]' / 'rotation[mysql]'") from exc
+
+
+class AdapterRegistry:
+    """One adapter instance per engine family, built on first use and kept for the container."""
+
+    def __init__(self, options: AdapterOptions) -> None:
+        self.options = options
+        self._adapters: dict[str, DatabaseAdapter] = {}
+
+    def get(self, engine: str) -> DatabaseAdapter:
+        adapter = self._adapters.get(engine)
+        if adapter is None:
+            adapter = load_adapter_class(engine)(self.options)
+            self._adapters[engine] = adapter
+        return adapter
+
+
+def get_adapter(engine: str, options: AdapterOptions | None = None) -> DatabaseAdapter:
+    from rotation.adapters.base import AdapterOptions
+
+    return load_adapter_class(engine)(options or AdapterOptions())
+
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "AdapterRegistry", "available_engines",
+           "get_adapter", "load_adapter_class"]

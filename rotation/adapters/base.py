@@ -1,0 +1,76 @@
+"""The adapter interface every database engine implements.
+
+Contract (checked by the shared suite in ``tests/integration/adapter_contract.py``):
+
+* ``connect`` is the login. It either returns an authenticated session over the TLS the
+  credential asks for, or raises: :class:`~rotation.errors.LoginError` when the server refused the
+  credential, :class:`~rotation.errors.TlsError` when TLS could not be set up or verified,
+  :class:`~rotation.errors.ConnectError` / :class:`~rotation.errors.DbTimeoutError` when the host
+  cannot be reached in time. It never retries without TLS.
+* Session methods are idempotent: running one again with the same arguments changes nothing more.
+* No method lets a password or verifier reach a log line, an exception message or a repr; where the
+  engine allows it, the password is hashed client-side so the plaintext never reaches the server.
+* SQL is composed with the driver's quoting, never with string formatting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar, Protocol, runtime_checkable
+
+from rotation.credentials import DbCredentials
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """What every adapter needs from the settings."""
+
+    ca_bundle: str | None = None  # PEM file; None means the system trust store
+    connect_timeout: float = 5.0  # seconds, for the TCP connect and the TLS handshake
+    statement_timeout: float = 10.0  # seconds, for each statement
+    dual_password: bool = False  # MySQL 8.0.14+: RETAIN CURRENT PASSWORD / DISCARD OLD PASSWORD
+
+
+@runtime_checkable
+class DatabaseSession(Protocol):
+    """An open, authenticated connection. Use it as a context manager; ``close`` is idempotent."""
+
+    def ping(self) -> None:
+        """Run a trivial query, proving the login can do work (AWS's samples run SELECT NOW())."""
+
+    def set_password(self, username: str, password: str) -> None:
+        """Set ``username``'s password. Setting the password it already has succeeds."""
+
+    def sync_clone(self, source_username: str, clone_username: str, password: str) -> None:
+        """Alternating users: create ``clone_username`` if absent, set its password, and make its
+        privileges (role memberships, grants) match ``source_username``'s now. Idempotent."""
+
+    def discard_old_password(self, username: str) -> None:
+        """Drop a retained secondary password (MySQL dual passwords); a no-op where none exists."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> DatabaseSession: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class DatabaseAdapter(Protocol):
+    """One database engine family. Constructed once per container with the settings' options."""
+
+    #: engine family, e.g. "postgres" or "mysql"
+    family: ClassVar[str]
+    #: longest user name the engine accepts (characters or bytes, as the engine counts)
+    max_username_length: ClassVar[int]
+
+    def __init__(self, options: AdapterOptions) -> None: ...
+
+    def connect(self, credentials: DbCredentials) -> DatabaseSession:
+        """Log in with ``credentials``; raise LoginError / TlsError / ConnectError as above."""
+        ...
+
+    def clone_username(self, username: str) -> str:
+        """The alternate user's name: AWS's ``_clone`` suffix, shortened to the engine's limit."""
+        ...

@@ -1,0 +1,128 @@
+"""Settings from environment variables, parsed and validated once per container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rotation.errors import ConfigError
+
+Strategy = Literal["single-user", "alternating-users"]
+STRATEGIES: tuple[Strategy, ...] = ("single-user", "alternating-users")
+
+# AWS's samples exclude these by default: they break connection strings and shell quoting.
+DEFAULT_EXCLUDE_CHARACTERS = "/@\"'\\"
+
+ENDPOINT = "SECRETS_MANAGER_ENDPOINT"
+STRATEGY = "ROTATION_STRATEGY"
+CA_BUNDLE = "ROTATION_CA_BUNDLE"
+CONNECT_TIMEOUT = "ROTATION_DB_CONNECT_TIMEOUT"
+DUAL_PASSWORD = "ROTATION_MYSQL_DUAL_PASSWORD"
+PASSWORD_LENGTH = "PASSWORD_LENGTH"
+EXCLUDE_CHARACTERS = "EXCLUDE_CHARACTERS"
+EXCLUDE_NUMBERS = "EXCLUDE_NUMBERS"
+EXCLUDE_PUNCTUATION = "EXCLUDE_PUNCTUATION"
+EXCLUDE_UPPERCASE = "EXCLUDE_UPPERCASE"
+EXCLUDE_LOWERCASE = "EXCLUDE_LOWERCASE"
+REQUIRE_EACH_INCLUDED_TYPE = "REQUIRE_EACH_INCLUDED_TYPE"
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """AWS's GetRandomPassword parameters, applied locally."""
+
+    length: int = 32
+    exclude_characters: str = DEFAULT_EXCLUDE_CHARACTERS
+    exclude_numbers: bool = False
+    exclude_punctuation: bool = False
+    exclude_uppercase: bool = False
+    exclude_lowercase: bool = False
+    require_each_included_type: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    strategy: Strategy = "single-user"
+    endpoint_url: str | None = None
+    ca_bundle: str | None = None
+    connect_timeout: float = 5.0
+    mysql_dual_password: bool = False
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        strategy = env.get(STRATEGY, "single-user").strip() or "single-user"
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"{STRATEGY} has the unknown value {strategy!r}",
+                              hint="set it to single-user or alternating-users")
+        ca_bundle = env.get(CA_BUNDLE, "").strip() or None
+        if ca_bundle is not None and not os.path.isfile(ca_bundle):
+            raise ConfigError(f"{CA_BUNDLE} names {ca_bundle!r}, which is not a readable file",
+                              hint="point it at a PEM bundle shipped with the function or a layer")
+        return cls(
+            strategy=strategy,
+            endpoint_url=env.get(ENDPOINT, "").strip() or None,
+            ca_bundle=ca_bundle,
+            connect_timeout=_number(env, CONNECT_TIMEOUT, 5.0, 0.5, 60.0),
+            mysql_dual_password=_flag(env, DUAL_PASSWORD, False),
+            password_policy=_policy(env),
+        )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    raise ConfigError(f"{name} must be true or false, not {raw!r}",
+                      hint=f"set {name}=true or false")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}",
+                          hint=f"set {name} between {low} and {high}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw} is out of range", hint=f"set it between {low} and {high}")
+    return value
+
+
+def _policy(env: Mapping[str, str]) -> PasswordPolicy:
+    raw_length = env.get(PASSWORD_LENGTH, "").strip()
+    length = 32
+    if raw_length:
+        if not raw_length.isdigit() or not 8 <= int(raw_length) <= 4096:
+            raise ConfigError(f"{PASSWORD_LENGTH} must be a whole number from 8 to 4096, "
+                              f"not {raw_length!r}", hint=f"set {PASSWORD_LENGTH}=32")
+        length = int(raw_length)
+    exclude = env.get(EXCLUDE_CHARACTERS)
+    policy = PasswordPolicy(
+        length=length,
+        exclude_characters=DEFAULT_EXCLUDE_CHARACTERS if exclude is None else exclude,
+        exclude_numbers=_flag(env, EXCLUDE_NUMBERS, False),
+        exclude_punctuation=_flag(env, EXCLUDE_PUNCTUATION, False),
+        exclude_uppercase=_flag(env, EXCLUDE_UPPERCASE, False),
+        exclude_lowercase=_flag(env, EXCLUDE_LOWERCASE, False),
+        require_each_included_type=_flag(env, REQUIRE_EACH_INCLUDED_TYPE, True),
+    )
+    # Fail at start-up, not at the first rotation: the policy must leave characters to draw from.
+    from rotation.password import character_classes
+
+    classes = character_classes(policy)
+    if not classes:
+        raise ConfigError("the password policy excludes every character",
+                          hint=f"relax {EXCLUDE_CHARACTERS} or the EXCLUDE_* flags")
+    if policy.require_each_included_type and len(classes) > policy.length:
+        raise ConfigError(f"{PASSWORD_LENGTH}={policy.length} is shorter than the number of "
+                          "required character types", hint=f"raise {PASSWORD_LENGTH}")
+    return policy

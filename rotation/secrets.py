@@ -1,0 +1,173 @@
+"""The only module that talks to Secrets Manager.
+
+* Every read names a ``VersionId`` (and the stage we expect), never "the default version".
+* ``RotationToken`` is forwarded on every ``PutSecretValue`` when the event carries one, and never
+  logged.
+* Values are cached by VersionId for the life of the container: versions are immutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotation import _redact
+from rotation.errors import AwsError, AwsPermissionError, RotationTimeoutError
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+PREVIOUS = "AWSPREVIOUS"
+
+_PERMISSION_CODES = {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+                     "KMSAccessDeniedException", "DecryptionFailure"}
+_HINTS = {
+    "AccessDeniedException": "grant the function's role this Secrets Manager action on the secret",
+    "DecryptionFailure": "allow kms:Decrypt on the secret's KMS key for the function's role",
+    "ResourceNotFoundException": "check the secret ARN and that the version still exists",
+}
+
+
+@dataclass(frozen=True)
+class SecretState:
+    """One DescribeSecret: rotation flag and which version holds which labels."""
+
+    arn: str
+    name: str
+    rotation_enabled: bool
+    versions: Mapping[str, frozenset[str]]
+
+    def version_with(self, stage: str) -> str | None:
+        return next((vid for vid, stages in self.versions.items() if stage in stages), None)
+
+
+class SecretNotFoundError(AwsError):
+    """The version has no value (Secrets Manager's ResourceNotFoundException)."""
+
+
+class VersionExistsError(AwsError):
+    """A version with this ClientRequestToken already holds another value."""
+
+
+class SecretsManager:
+    def __init__(self, client: SecretsManagerClient) -> None:
+        self.client = client
+        self._values: dict[tuple[str, str], str] = {}
+
+    def describe(self, secret_id: str) -> SecretState:
+        response = self._call("DescribeSecret", secret_id, SecretId=secret_id)
+        versions = {vid: frozenset(stages)
+                    for vid, stages in response.get("VersionIdsToStages", {}).items()}
+        return SecretState(
+            arn=response["ARN"],
+            name=response.get("Name", ""),
+            rotation_enabled=bool(response.get("RotationEnabled", False)),
+            versions=versions,
+        )
+
+    def get_value(self, arn: str, version_id: str, stage: str | None = None) -> str:
+        """The SecretString of one version; raises SecretNotFoundError when it holds no value."""
+        cached = self._values.get((arn, version_id))
+        if cached is not None:
+            return cached
+        kwargs: dict[str, Any] = {"SecretId": arn, "VersionId": version_id}
+        if stage:
+            kwargs["VersionStage"] = stage
+        response = self._call("GetSecretValue", arn, **kwargs)
+        value: str | None = response.get("SecretString")
+        if value is None:
+            raise SecretNotFoundError(f"version {version_id[:8]} of secret {arn} has no "
+                                      "SecretString (binary secrets cannot be rotated)",
+                                      code="NoSecretString",
+                                      hint="store the credential as a JSON SecretString")
+        self._remember(arn, version_id, value)
+        return value
+
+    def put_pending(self, arn: str, token: str, value: str, rotation_token: str | None) -> None:
+        """Store ``value`` as version ``token`` with AWSPENDING. Raises VersionExistsError when
+        that version already holds a different value (versions are immutable)."""
+        kwargs: dict[str, Any] = {"SecretId": arn, "ClientRequestToken": token,
+                                  "SecretString": value, "VersionStages": [PENDING]}
+        if rotation_token:
+            kwargs["RotationToken"] = rotation_token
+        self._call("PutSecretValue", arn, **kwargs)
+        self._remember(arn, token, value)
+
+    def move_stage(self, arn: str, stage: str, *, to_version: str | None,
+                   from_version: str | None) -> None:
+        """UpdateSecretVersionStage. With ``from_version`` it is a compare-and-set: it fails if
+        the label is no longer on that version."""
+        kwargs: dict[str, Any] = {"SecretId": arn, "VersionStage": stage}
+        if to_version:
+            kwargs["MoveToVersionId"] = to_version
+        if from_version:
+            kwargs["RemoveFromVersionId"] = from_version
+        self._call("UpdateSecretVersionStage", arn, **kwargs)
+
+    def forget(self, arn: str, version_id: str) -> None:
+        self._values.pop((arn, version_id), None)
+
+    def _remember(self, arn: str, version_id: str, value: str) -> None:
+        _register_secret_values(value)
+        self._values[(arn, version_id)] = value
+
+    def _call(self, operation: str, secret_id: str, **kwargs: Any) -> dict[str, Any]:
+        method = getattr(self.client, _SNAKE[operation])
+        try:
+            response: dict[str, Any] = method(**kwargs)
+        except ClientError as exc:
+            raise _translate(operation, secret_id, exc) from None
+        except BotoCoreError as exc:
+            # Endpoint and timeout failures: no secret in these messages, but keep it short.
+            name = type(exc).__name__
+            if "Timeout" in name or "Connect" in name or "Endpoint" in name:
+                raise RotationTimeoutError(
+                    f"{operation} on secret {secret_id} could not reach Secrets Manager ({name})",
+                    hint="in a VPC, add a Secrets Manager VPC endpoint or a NAT gateway, and "
+                         "check SECRETS_MANAGER_ENDPOINT") from None
+            raise AwsError(f"{operation} on secret {secret_id} failed ({name})",
+                           code=name) from None
+        return response
+
+
+_SNAKE = {
+    "DescribeSecret": "describe_secret",
+    "GetSecretValue": "get_secret_value",
+    "PutSecretValue": "put_secret_value",
+    "UpdateSecretVersionStage": "update_secret_version_stage",
+}
+
+
+def _translate(operation: str, secret_id: str, exc: ClientError) -> AwsError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "Unknown"))
+    # Service messages can echo request parameters; scrub before keeping any of it.
+    detail = _redact.redact(str(error.get("Message", "")))[:300]
+    message = f"{operation} on secret {secret_id} failed: {code}: {detail}"
+    hint = _HINTS.get(code, "")
+    if code in _PERMISSION_CODES:
+        return AwsPermissionError(message, code=code, hint=hint)
+    if code == "ResourceExistsException":
+        return VersionExistsError(message, code=code)
+    if code == "ResourceNotFoundException":
+        return SecretNotFoundError(message, code=code, hint=hint)
+    return AwsError(message, code=code, hint=hint)
+
+
+def _register_secret_values(value: str) -> None:
+    """Register the password (and any other sensitive field) of a secret value for redaction."""
+    import json
+
+    _redact.register(value)
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return
+    if isinstance(data, dict):
+        _redact.register(*(str(v) for k, v in data.items()
+                           if isinstance(v, str) and "password" in k.lower()))

@@ -1,0 +1,234 @@
+"""The four default steps. Orchestration only: Secrets Manager through ``secrets``, the database
+through the engine's adapter. Every step is safe to run again, from any point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rotation import strategies
+from rotation.adapters import AdapterRegistry
+from rotation.adapters.base import DatabaseAdapter
+from rotation.config import Settings
+from rotation.credentials import DbCredentials, credentials_from_dict, parse_secret
+from rotation.errors import (
+    AwsError,
+    ConcurrentUpdateError,
+    LoginError,
+    SecretFormatError,
+)
+from rotation.event import RotationEvent
+from rotation.logs import logger
+from rotation.password import generate_password
+from rotation.secrets import (
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    SecretNotFoundError,
+    SecretsManager,
+    SecretState,
+    VersionExistsError,
+)
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs, for one invocation."""
+
+    event: RotationEvent
+    state: SecretState
+    settings: Settings
+    secrets: SecretsManager
+    adapters: AdapterRegistry
+    outcome: str = "done"
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return self.state.arn
+
+    @property
+    def token(self) -> str:
+        return self.event.client_request_token
+
+    def credentials(self, version_id: str, stage: str) -> DbCredentials:
+        value = self.secrets.get_value(self.arn, version_id, stage)
+        return parse_secret(value, self.arn)
+
+    def current(self) -> DbCredentials:
+        version_id = self.state.version_with(CURRENT)
+        if version_id is None:
+            raise SecretFormatError(f"secret {self.arn} has no AWSCURRENT version",
+                                    secret_arn=self.arn,
+                                    hint="store the credential with PutSecretValue first")
+        return self.credentials(version_id, CURRENT)
+
+    def pending(self) -> DbCredentials:
+        return self.credentials(self.token, PENDING)
+
+    def adapter(self, credentials: DbCredentials) -> DatabaseAdapter:
+        return self.adapters.get(credentials.engine)
+
+    def master(self, user: DbCredentials) -> DbCredentials:
+        """The master credential named by ``masterarn``: read-only to us. RDS's managed master
+        secret holds only username and password; the rest comes from the user's secret."""
+        if not user.masterarn:
+            raise SecretFormatError(
+                f"key `masterarn` is missing in secret {self.arn}", key="masterarn",
+                secret_arn=self.arn,
+                hint="alternating users need `masterarn`: the ARN of a secret holding a user "
+                     "that can create users and grant privileges")
+        state = self.secrets.describe(user.masterarn)
+        version_id = state.version_with(CURRENT)
+        if version_id is None:
+            raise SecretFormatError(f"the master secret {state.arn} has no AWSCURRENT version",
+                                    key="masterarn", secret_arn=self.arn,
+                                    hint="store the master credential first")
+        raw = self.secrets.get_value(state.arn, version_id, CURRENT)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise SecretFormatError(f"the master secret {state.arn} is not a JSON object",
+                                    key="masterarn", secret_arn=self.arn,
+                                    hint="the master secret needs username and password")
+        merged = {**user.raw, "masterarn": None, **data}
+        for key in ("engine", "host", "port", "dbname"):
+            if key not in data:
+                merged[key] = user.raw.get(key)
+        return credentials_from_dict(merged, state.arn)
+
+
+StepFunction = Callable[[StepContext], None]
+
+
+def create_secret(ctx: StepContext) -> None:
+    """Store a new credential as AWSPENDING. An existing pending value is kept."""
+    current = ctx.current()
+    adapter = ctx.adapter(current)  # an unsupported engine fails here, before any write
+    if ctx.settings.strategy == "alternating-users" and not current.masterarn:
+        ctx.master(current)  # raises the missing-key error
+    username = strategies.pending_username(ctx.settings.strategy, current, adapter)
+    pending = current.with_user(username, generate_password(ctx.settings.password_policy))
+    # Put first: Secrets Manager refuses to change an existing version, so a retry keeps the
+    # value an earlier attempt stored (and this saves a GetSecretValue on the clean path).
+    try:
+        ctx.secrets.put_pending(ctx.arn, ctx.token, json.dumps(pending.to_secret_dict()),
+                                ctx.event.rotation_token)
+    except VersionExistsError:
+        kept = ctx.pending()  # validates the stored value too
+        ctx.outcome = "kept"
+        logger.info("createSecret: AWSPENDING already holds a value; kept it",
+                    extra={"username": kept.username})
+        return
+    logger.info("createSecret: stored a new AWSPENDING version", extra={"username": username})
+
+
+def set_secret(ctx: StepContext) -> None:
+    """Make the database accept the pending credential."""
+    current = ctx.current()
+    pending = ctx.pending()
+    adapter = ctx.adapter(current)
+    strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter)
+    if ctx.settings.strategy == "alternating-users":
+        _set_alternating(ctx, adapter, current, pending)
+    else:
+        _set_single_user(ctx, adapter, current, pending)
+
+
+def _set_single_user(ctx: StepContext, adapter: DatabaseAdapter, current: DbCredentials,
+                     pending: DbCredentials) -> None:
+    # Clean path: one login, with the credential in use. No deliberate failed login.
+    try:
+        with adapter.connect(current) as session:
+            session.set_password(pending.username, pending.password)
+        logger.info("setSecret: password set, logged in with AWSCURRENT")
+        return
+    except LoginError:
+        logger.warning("setSecret: AWSCURRENT was refused; checking whether AWSPENDING is set")
+    # Fallbacks, only to detect "already set" (a retry) or recover through AWSPREVIOUS.
+    try:
+        with adapter.connect(pending) as session:
+            session.ping()
+        ctx.outcome = "already set"
+        logger.info("setSecret: AWSPENDING already logs in; nothing to do")
+        return
+    except LoginError:
+        pass
+    previous_id = ctx.state.version_with(PREVIOUS)
+    if previous_id and previous_id != ctx.token:
+        previous = ctx.credentials(previous_id, PREVIOUS)
+        if previous.username == pending.username:
+            try:
+                with adapter.connect(previous) as session:
+                    session.set_password(pending.username, pending.password)
+                ctx.outcome = "set via AWSPREVIOUS"
+                logger.warning("setSecret: password set, logged in with AWSPREVIOUS")
+                return
+            except LoginError:
+                pass
+    raise LoginError(
+        f"none of the AWSCURRENT, AWSPENDING or AWSPREVIOUS credentials of secret {ctx.arn} "
+        f"logs in as {current.username!r} on {current.host}:{current.port}",
+        hint="the database password was changed outside rotation: set it to the AWSCURRENT "
+             "value (or PutSecretValue the working one), then rotate again")
+
+
+def _set_alternating(ctx: StepContext, adapter: DatabaseAdapter, current: DbCredentials,
+                     pending: DbCredentials) -> None:
+    master = ctx.master(current)
+    base = strategies.base_username(current.username, adapter)
+    with adapter.connect(master) as session:
+        if pending.username == base:
+            session.set_password(base, pending.password)
+        else:
+            session.sync_clone(base, pending.username, pending.password)
+    logger.info("setSecret: pending user prepared by the master user",
+                extra={"username": pending.username})
+
+
+def test_secret(ctx: StepContext) -> None:
+    """Log in with the pending credential and run a query."""
+    try:
+        credentials, label = ctx.pending(), PENDING
+    except SecretNotFoundError:
+        # RotateImmediately=false: the service checks the setup with a value-less AWSPENDING.
+        credentials, label = ctx.current(), CURRENT
+        ctx.outcome = "tested AWSCURRENT"
+        logger.info("testSecret: AWSPENDING holds no value (rotation configuration check); "
+                    "testing AWSCURRENT instead")
+    with ctx.adapter(credentials).connect(credentials) as session:
+        session.ping()
+    logger.info(f"testSecret: {label} logs in", extra={"username": credentials.username})
+
+
+def finish_secret(ctx: StepContext) -> None:
+    """Move AWSCURRENT to the new version, compare-and-set against the version that held it."""
+    current_id = ctx.state.version_with(CURRENT)
+    try:
+        ctx.secrets.move_stage(ctx.arn, CURRENT, to_version=ctx.token, from_version=current_id)
+    except AwsError as exc:
+        if exc.code != "InvalidParameterException":
+            raise
+        raise ConcurrentUpdateError(
+            f"AWSCURRENT of secret {ctx.arn} moved while finishSecret ran; not overwriting it",
+            hint="another writer changed the secret; check its versions, then rotate again",
+        ) from None
+    if ctx.settings.mysql_dual_password:
+        pending = ctx.pending()
+        with ctx.adapter(pending).connect(pending) as session:
+            session.discard_old_password(pending.username)
+    logger.info("finishSecret: AWSCURRENT moved to the new version",
+                extra={"previous_version": (current_id or "")[:8]})
+
+
+DEFAULT_STEPS: dict[str, StepFunction] = {
+    "createSecret": create_secret,
+    "setSecret": set_secret,
+    "testSecret": test_secret,
+    "finishSecret": finish_secret,
+}
+
+test_secret.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported

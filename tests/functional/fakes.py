@@ -1,0 +1,91 @@
+"""An in-memory database behind the adapter Protocol, for the functional suite.
+
+It keeps users and passwords, counts logins (and failed ones) as a server log would, and can be
+told to fail an operation, so the four steps can be driven end to end without a server."""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import TracebackType
+from typing import ClassVar
+
+from rotation.adapters.base import AdapterOptions
+from rotation.credentials import DbCredentials
+from rotation.errors import ConnectError, DatabaseError, LoginError
+
+
+class FakeDatabase:
+    def __init__(self) -> None:
+        self.passwords: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.logins: Counter[str] = Counter()  # "ok" / "failed"
+        self.fail_next: dict[str, Exception] = {}  # operation -> error raised once
+        self.statements: list[str] = []
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def maybe_fail(self, operation: str) -> None:
+        error = self.fail_next.pop(operation, None)
+        if error is not None:
+            raise error
+
+
+DB = FakeDatabase()
+
+
+class FakeSession:
+    def __init__(self, db: FakeDatabase, user: str) -> None:
+        self.db = db
+        self.user = user
+
+    def ping(self) -> None:
+        self.db.maybe_fail("ping")
+
+    def set_password(self, username: str, password: str) -> None:
+        self.db.maybe_fail("set_password")
+        if username != self.user and not self.db.members.get(self.user, set()) >= {"master"}:
+            raise DatabaseError("only the master may change other users")
+        self.db.passwords[username] = password
+        self.db.statements.append(f"ALTER ROLE {username}")
+        self.db.maybe_fail("after_set_password")
+
+    def sync_clone(self, source_username: str, clone_username: str, password: str) -> None:
+        self.db.maybe_fail("sync_clone")
+        self.db.passwords[clone_username] = password
+        self.db.members[clone_username] = {source_username}
+
+    def discard_old_password(self, username: str) -> None:
+        self.db.maybe_fail("discard_old_password")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FakeSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class FakeAdapter:
+    family: ClassVar[str] = "fake"
+    max_username_length: ClassVar[int] = 63
+
+    def __init__(self, options: AdapterOptions) -> None:
+        self.options = options
+        self.db = DB
+
+    def connect(self, credentials: DbCredentials) -> FakeSession:
+        self.db.maybe_fail("connect")
+        if credentials.host == "unreachable.invalid":
+            raise ConnectError(f"cannot connect to {credentials.host}")
+        if self.db.passwords.get(credentials.username) != credentials.password:
+            self.db.logins["failed"] += 1
+            raise LoginError(f"the database refused the login of {credentials.username!r}")
+        self.db.logins["ok"] += 1
+        return FakeSession(self.db, credentials.username)
+
+    def clone_username(self, username: str) -> str:
+        return username + "_clone"
