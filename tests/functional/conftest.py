@@ -2,15 +2,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from rotation import handler
 from rotation.local import ApiCallCounter, LocalRotationService
-from tests.conftest import FakeLambdaContext
 from tests.functional.fakes import DB, FakeDatabase
+from tests.rig import Rig
 
 FAKE_ENGINE = {"fake": "tests.functional.fakes:FakeAdapter"}
 
@@ -24,50 +22,6 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDatabase]:
     DB.reset()
     yield DB
     DB.reset()
-
-
-@dataclass
-class Rig:
-    """A secret on the local stack, the service driver, and the function's API-call counter."""
-
-    sm: Any
-    service: LocalRotationService
-    arn: str
-    db: FakeDatabase
-    calls: ApiCallCounter
-
-    def invoke(self, event: dict[str, Any]) -> Any:
-        """One Lambda invocation through the public handler, counting its API calls."""
-        app = handler.get_app()
-        if not getattr(app.secrets.client, "_counted", False):
-            self.calls.attach(app.secrets.client)
-            app.secrets.client._counted = True
-        return handler.lambda_handler(event, FakeLambdaContext())
-
-    def invoke_cold(self, event: dict[str, Any]) -> Any:
-        handler.reset()
-        return self.invoke(event)
-
-    def value(self, stage: str) -> dict[str, Any]:
-        versions = self.service.labels(self.arn)
-        version_id = next(v for v, s in versions.items() if stage in s)
-        raw = self.sm.get_secret_value(SecretId=self.arn, VersionId=version_id,
-                                       VersionStage=stage)["SecretString"]
-        data: dict[str, Any] = json.loads(raw)
-        return data
-
-    def has_value(self, version_id: str) -> bool:
-        try:
-            self.sm.get_secret_value(SecretId=self.arn, VersionId=version_id)
-        except self.sm.exceptions.ResourceNotFoundException:
-            return False
-        return True
-
-    def event(self, step: str, token: str, rotation_token: str | None = None) -> dict[str, Any]:
-        event = {"Step": step, "SecretId": self.arn, "ClientRequestToken": token}
-        if rotation_token:
-            event["RotationToken"] = rotation_token
-        return event
 
 
 def make_secret(**overrides: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from rotation.errors import (
     UnknownStepError,
     UnknownTokenError,
 )
-from tests.functional.conftest import Rig
+from tests.rig import Rig
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 

@@ -10,7 +10,7 @@ import pytest
 from rotation import handler
 from rotation.local import new_rotation_token
 from tests.conftest import TOKEN_RE, LogCapture
-from tests.functional.conftest import Rig
+from tests.rig import Rig
 
 
 def test_clean_rotation_warm_container(rig: Rig, log_capture: LogCapture) -> None:

@@ -18,7 +18,8 @@ from rotation.password import PUNCTUATION, generate_password
 def test_defaults() -> None:
     s = Settings.from_env({})
     assert s.strategy == "single-user"
-    assert s.endpoint_url is None and s.ca_bundle is None
+    assert s.endpoint_url is None
+    assert s.ca_bundle is None
     assert s.password_policy == PasswordPolicy()
     assert s.password_policy.exclude_characters == DEFAULT_EXCLUDE_CHARACTERS
 
@@ -76,7 +77,8 @@ def test_password_honours_policy() -> None:
         pw = generate_password(policy)
         assert len(pw) == 24
         assert not set(pw) & set("abc" + PUNCTUATION)
-        assert any(c.islower() for c in pw) and any(c.isupper() for c in pw)
+        assert any(c.islower() for c in pw)
+        assert any(c.isupper() for c in pw)
         assert any(c.isdigit() for c in pw)
 
 

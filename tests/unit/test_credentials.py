@@ -106,7 +106,7 @@ def test_binary_secret_is_refused() -> None:
         parse_secret(None, ARN)
 
 
-@given(st.dictionaries(st.sampled_from(sorted(GOOD) + ["ssl", "sslmode", "masterarn"]),
+@given(st.dictionaries(st.sampled_from([*sorted(GOOD), "ssl", "sslmode", "masterarn"]),
                        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=40),
                                  st.floats(allow_nan=False), st.lists(st.integers(), max_size=2)),
                        max_size=10))
@@ -118,5 +118,7 @@ def test_parsing_never_raises_anything_but_secret_format_error(data: dict[str, A
         assert exc.key is None or f"`{exc.key}`" in str(exc)
         assert ARN in str(exc)
     else:
-        assert creds.host and creds.username and creds.password
+        assert creds.host
+        assert creds.username
+        assert creds.password
         assert 1 <= creds.port <= 65535
