@@ -68,6 +68,10 @@ class StepContext:
         return self.credentials(self.token, PENDING)
 
     def adapter(self, credentials: DbCredentials) -> DatabaseAdapter:
+        if credentials.ssl_opt_out:
+            logger.warning(f"TLS is disabled by the secret (`ssl`: false or `sslmode`: disable) "
+                           f"for {credentials.host}:{credentials.port}; the password travels "
+                           "in plaintext", extra={"cause": "tls"})
         return self.adapters.get(credentials.engine)
 
     def master(self, user: DbCredentials) -> DbCredentials:
