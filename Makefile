@@ -36,7 +36,11 @@ clean:
 # must match the template's Architecture and Runtime parameters; `make sam-build` passes both.
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 BUILD_PYTHON ?= $(if $(wildcard $(ROOT)/$(BIN)/python),$(ROOT)/$(BIN)/python,python3)
-include $(ROOT)/layers/layer.mk
+# Platform flags and ARCH/PY checks shared with layers/*/Makefile. `-include`: the other targets
+# keep working in a checkout without layers/; the packaging targets say what is missing.
+LAYER_MK := $(ROOT)/layers/layer.mk
+-include $(LAYER_MK)
+REQUIRE_LAYER_MK = @test -f "$(LAYER_MK)" || { echo >&2 "$(LAYER_MK) is missing"; exit 1; }
 
 DIST ?= dist
 SAM ?= sam
@@ -52,6 +56,7 @@ FUNCTION_REQUIREMENTS_PY = import sys, tomllib; deps = tomllib.load(open(sys.arg
 
 # rotation/ keeps its package path inside the zip (handler rotation.handler.lambda_handler).
 build-RotationFunction:
+	$(REQUIRE_LAYER_MK)
 	mkdir -p "$(LAMBDA_ARTIFACTS_DIR)"
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/rotation"
 	tar -C "$(ROOT)" -cf - --exclude=__pycache__ --exclude='*.py[co]' rotation | tar -C "$(LAMBDA_ARTIFACTS_DIR)" -xf -
@@ -60,13 +65,16 @@ build-RotationFunction:
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/bin"
 
 build-PostgresLayer:
+	$(REQUIRE_LAYER_MK)
 	$(MAKE) -f "$(ROOT)/layers/postgres/Makefile" build-PostgresLayer ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)" BUILD_PYTHON="$(BUILD_PYTHON)"
 
 build-MysqlLayer:
+	$(REQUIRE_LAYER_MK)
 	$(MAKE) -f "$(ROOT)/layers/mysql/Makefile" build-MysqlLayer ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)" BUILD_PYTHON="$(BUILD_PYTHON)"
 
 # dist/function.zip, dist/layer-postgres-<arch>-<py>.zip, dist/layer-mysql-<arch>-<py>.zip
 package:
+	$(REQUIRE_LAYER_MK)
 	rm -rf "$(DIST)/build"
 	$(MAKE) --no-print-directory build-RotationFunction ARTIFACTS_DIR="$(DIST)/build/function"
 	$(MAKE) --no-print-directory build-PostgresLayer ARTIFACTS_DIR="$(DIST)/build/layer-postgres"
@@ -84,5 +92,6 @@ lint-template: $(STAMP)
 
 # sam build with the same ARCH/PY for the layers (via make) and for the template's parameters.
 sam-build:
+	$(REQUIRE_LAYER_MK)
 	ARCH=$(ARCH) PY=$(LAMBDA_PY) $(SAM) build --build-in-source \
 		--parameter-overrides Architecture=$(ARCH) Runtime=python$(LAMBDA_PY)

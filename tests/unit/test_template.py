@@ -1,0 +1,626 @@
+"""template.yaml, the layer pins and events/: lint per parameter set, least privilege, contracts.
+
+cfn-lint 1.58 drops ``--parameters`` for templates with a Transform, so each parameter set is
+linted as a copy of the template whose parameter defaults are that set. cfn-lint does not
+evaluate the Rules section or choose condition branches by value either; the small interpreter
+below (Fn::Equals/Not/And/Or/If/Join/Select/EachMemberEquals, Ref, Condition) does that, so the
+tests can look at what a given parameter set deploys.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+from cfnlint.api import ManualArgs, lint
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_TEXT = (ROOT / "template.yaml").read_text(encoding="utf-8")
+EVENTS = ROOT / "events"
+
+ENGINES = ["postgres", "aurora-postgresql", "mysql", "mariadb", "aurora-mysql"]
+POSTGRES_ENGINES = {"postgres", "aurora-postgresql"}
+STRATEGIES = ["single-user", "alternating-users"]
+RUNTIMES_AND_ARCHITECTURES = [
+    (runtime, arch) for runtime in ("python3.12", "python3.13") for arch in ("x86_64", "arm64")
+]
+STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
+
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rotation-demo-postgres-AbCdEf"
+MASTER_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rotation-demo-master-GhIjKl"
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+MASTER_KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/abcd1234-ab12-cd34-ef56-abcdef123456"
+VPC = {
+    "vpcSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "vpcSecurityGroupIds": "sg-0123456789abcdef0",
+}
+ALL_OPTIONS_ON = {
+    "kmsKeyArn": KMS_KEY,
+    "masterSecretKmsKeyArn": MASTER_KMS_KEY,
+    "ReservedConcurrency": "10",
+    "RotationScheduleExpression": "rate(30 days)",
+    "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:rotation-alarms",
+    "CaBundle": "/var/task/certs/global-bundle.pem",
+    "endpoint": "https://vpce-0123456789abcdef0-abcdefgh.secretsmanager.us-east-1.vpce.amazonaws.com",
+    "functionName": "rotation-demo",
+}
+
+# DESIGN.md, "The fixed public contract": the environment variables the function reads.
+CONTRACT_ENV = {
+    "SECRETS_MANAGER_ENDPOINT",
+    "ROTATION_STRATEGY",
+    "ROTATION_CA_BUNDLE",
+    "PASSWORD_LENGTH",
+    "EXCLUDE_CHARACTERS",
+    "EXCLUDE_NUMBERS",
+    "EXCLUDE_PUNCTUATION",
+    "EXCLUDE_UPPERCASE",
+    "EXCLUDE_LOWERCASE",
+    "REQUIRE_EACH_INCLUDED_TYPE",
+}
+SECRET_KEYS = {
+    "engine",
+    "host",
+    "port",
+    "username",
+    "password",
+    "dbname",
+    "ssl",
+    "sslmode",
+    "masterarn",
+}
+SECRET_ARN_PATTERN = re.compile(
+    r"^arn:aws:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-\w{6}$"
+)
+
+
+# --- template access and a small CloudFormation interpreter ---
+
+
+def load_template() -> dict[str, Any]:
+    template, errors = decode_str(TEMPLATE_TEXT)
+    assert not errors, errors
+    assert template is not None
+    return copy.deepcopy(dict(template))
+
+
+TEMPLATE = load_template()
+NO_VALUE = object()
+
+
+def with_defaults(**overrides: str) -> dict[str, Any]:
+    """A copy of the template whose parameter defaults are ``overrides``."""
+    template = load_template()
+    for name, value in overrides.items():
+        template["Parameters"][name]["Default"] = value
+    return template
+
+
+def parameter_values(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
+    """Parameter values as CloudFormation sees them: defaults, then overrides; lists split."""
+    values: dict[str, Any] = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+    for name, spec in template["Parameters"].items():
+        raw = overrides.get(name, spec.get("Default"))
+        if raw is None:
+            continue
+        raw = str(raw)
+        values[name] = raw.split(",") if spec["Type"] == "CommaDelimitedList" else raw
+    return values
+
+
+def evaluate(expr: Any, values: dict[str, Any], conditions: dict[str, Any]) -> Any:
+    """Value of a condition or rule expression (the functions this template uses)."""
+    if isinstance(expr, dict) and len(expr) == 1:
+        ((function, args),) = expr.items()
+        match function:
+            case "Ref":
+                return values[args]
+            case "Condition":
+                return evaluate(conditions[args], values, conditions)
+            case "Fn::Equals":
+                left, right = (evaluate(arg, values, conditions) for arg in args)
+                return left == right
+            case "Fn::Not":
+                return not evaluate(args[0], values, conditions)
+            case "Fn::And":
+                return all(evaluate(arg, values, conditions) for arg in args)
+            case "Fn::Or":
+                return any(evaluate(arg, values, conditions) for arg in args)
+            case "Fn::Join":
+                return args[0].join(evaluate(args[1], values, conditions))
+            case "Fn::Select":
+                return evaluate(args[1], values, conditions)[int(args[0])]
+            case "Fn::EachMemberEquals":
+                members = evaluate(args[0], values, conditions)
+                return all(member == args[1] for member in members)
+        raise AssertionError(f"the test interpreter does not know {function}")
+    return expr
+
+
+def condition_values(template: dict[str, Any], values: dict[str, Any]) -> dict[str, bool]:
+    conditions = template["Conditions"]
+    return {name: bool(evaluate(expr, values, conditions)) for name, expr in conditions.items()}
+
+
+def resolve(node: Any, conditions: dict[str, bool]) -> Any:
+    """``node`` with every Fn::If decided and AWS::NoValue removed; other intrinsics kept."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, when_true, when_false = node["Fn::If"]
+            return resolve(when_true if conditions[name] else when_false, conditions)
+        if node == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        resolved = {key: resolve(value, conditions) for key, value in node.items()}
+        return {key: value for key, value in resolved.items() if value is not NO_VALUE}
+    if isinstance(node, list):
+        items = [resolve(item, conditions) for item in node]
+        return [item for item in items if item is not NO_VALUE]
+    return node
+
+
+def deployed(**overrides: str) -> dict[str, Any]:
+    """The resources and outputs a stack with these parameter values would have."""
+    values = parameter_values(TEMPLATE, **overrides)
+    conditions = condition_values(TEMPLATE, values)
+    resources = {
+        name: resolve(resource, conditions)
+        for name, resource in TEMPLATE["Resources"].items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
+    return {"Resources": resources, "Conditions": conditions}
+
+
+def failed_rules(**overrides: str) -> list[str]:
+    """Names of the template's Rules whose assertions fail for these parameter values."""
+    values = parameter_values(TEMPLATE, **overrides)
+    failed = []
+    for name, rule in TEMPLATE["Rules"].items():
+        applies = "RuleCondition" not in rule or evaluate(rule["RuleCondition"], values, {})
+        if applies and not all(evaluate(a["Assert"], values, {}) for a in rule["Assertions"]):
+            failed.append(name)
+    return failed
+
+
+def statements(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    role = resources["RotationFunctionRole"]["Properties"]
+    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def raw_statements() -> Iterator[dict[str, Any]]:
+    """Every policy statement in the template, on every branch of every Fn::If."""
+
+    def walk(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "Effect" in node and "Action" in node:
+                yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    yield from walk(TEMPLATE["Resources"]["RotationFunctionRole"]["Properties"]["Policies"])
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def findings(template: dict[str, Any] | str) -> list[str]:
+    text = template if isinstance(template, str) else json.dumps(template)
+    matches = lint(text, config=ManualArgs(regions=["us-east-1"]))
+    return [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches]
+
+
+def parameter_set(engine: str, strategy: str, in_vpc: bool, index: int) -> dict[str, str]:
+    runtime, arch = RUNTIMES_AND_ARCHITECTURES[index % len(RUNTIMES_AND_ARCHITECTURES)]
+    values = {
+        "Engine": engine,
+        "RotationStrategy": strategy,
+        "SecretArns": SECRET_ARN,
+        "Runtime": runtime,
+        "Architecture": arch,
+    }
+    if strategy == "alternating-users":
+        values["masterSecretArn"] = MASTER_ARN
+    if in_vpc:
+        values.update(VPC)
+    return values
+
+
+COMBINATIONS = [
+    pytest.param(
+        parameter_set(engine, strategy, in_vpc, index),
+        id=f"{engine}-{strategy}-{'vpc' if in_vpc else 'no-vpc'}",
+    )
+    for index, (engine, strategy, in_vpc) in enumerate(
+        itertools.product(ENGINES, STRATEGIES, [False, True])
+    )
+]
+
+
+# --- cfn-lint ---
+
+
+def test_template_lints_clean_as_written() -> None:
+    # GIVEN the template as committed (cfn-lint explores every condition branch)
+    # WHEN cfn-lint checks it
+    result = findings(TEMPLATE_TEXT)
+    # THEN it reports nothing, not even a warning
+    assert result == []
+
+
+@pytest.mark.parametrize("values", COMBINATIONS)
+def test_every_engine_strategy_and_network_combination_lints_clean(values: dict[str, str]) -> None:
+    # GIVEN a copy of the template whose defaults are one Engine x RotationStrategy x VPC set
+    # (Runtime and Architecture cycle through their four pairs across the sets)
+    template = with_defaults(**values)
+    # WHEN cfn-lint checks it and the Rules section is evaluated for the same values
+    result = findings(template)
+    refused = failed_rules(**values)
+    # THEN there are no findings and CloudFormation would accept the parameters
+    assert result == []
+    assert refused == []
+
+
+def test_every_optional_feature_on_lints_clean() -> None:
+    # GIVEN every optional parameter set (KMS keys, schedule, alarm, CA bundle, endpoint, ...)
+    values = {**parameter_set("mysql", "alternating-users", True, 0), **ALL_OPTIONS_ON}
+    # WHEN the copy with those defaults is linted
+    result = findings(with_defaults(**values))
+    # THEN nothing is reported
+    assert result == []
+    assert failed_rules(**values) == []
+
+
+@pytest.mark.parametrize(("reserved", "refused"), [("5", True), ("10", False)])
+def test_reserved_concurrency_below_ten_is_refused(reserved: str, refused: bool) -> None:
+    # GIVEN a template copy whose ReservedConcurrency default is the value under test
+    template = with_defaults(SecretArns=SECRET_ARN, ReservedConcurrency=reserved)
+    # WHEN cfn-lint checks it
+    result = findings(template)
+    # THEN a value below 10 breaks the parameter's constraint (what CloudFormation refuses too)
+    assert any(f.startswith("E2015 ") for f in result) is refused
+    if not refused:
+        assert result == []
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("10", True),
+        ("250", True),
+        ("9999", True),
+        ("0", False),
+        ("1", False),
+        ("9", False),
+        ("09", False),
+        ("-10", False),
+        ("10000", False),
+        ("ten", False),
+    ],
+)
+def test_reserved_concurrency_pattern(value: str, accepted: bool) -> None:
+    # GIVEN the ReservedConcurrency parameter's AllowedPattern
+    pattern = TEMPLATE["Parameters"]["ReservedConcurrency"]["AllowedPattern"]
+    # WHEN a value is matched against it
+    matched = re.fullmatch(pattern, value) is not None
+    # THEN only "unset" and 10..9999 pass
+    assert matched is accepted
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rule"),
+    [
+        ({"vpcSubnetIds": VPC["vpcSubnetIds"]}, "VpcSubnetsAndSecurityGroupsTogether"),
+        (
+            {"vpcSecurityGroupIds": VPC["vpcSecurityGroupIds"]},
+            "VpcSubnetsAndSecurityGroupsTogether",
+        ),
+        ({"RotationStrategy": "alternating-users"}, "AlternatingUsersNeedMasterSecret"),
+    ],
+)
+def test_rules_refuse_inconsistent_parameters(overrides: dict[str, str], rule: str) -> None:
+    # GIVEN parameter values that do not fit together
+    values = {"SecretArns": SECRET_ARN, **overrides}
+    # WHEN the Rules section is evaluated
+    refused = failed_rules(**values)
+    # THEN the matching rule refuses them
+    assert refused == [rule]
+
+
+# --- least privilege ---
+
+
+def test_no_secrets_manager_or_kms_statement_allows_every_resource() -> None:
+    # GIVEN every policy statement on every conditional branch
+    risky = [
+        s
+        for s in raw_statements()
+        if any(a.split(":")[0] in {"secretsmanager", "kms"} for a in actions(s))
+    ]
+    # WHEN their resources are read
+    wildcards = [s["Sid"] for s in risky if s["Resource"] == "*" or "*" in s["Resource"]]
+    # THEN none is "*" (and there are such statements to look at)
+    assert risky
+    assert wildcards == []
+
+
+def test_kms_statements_only_work_through_secrets_manager() -> None:
+    # GIVEN every statement with a KMS action
+    kms = [s for s in raw_statements() if any(a.startswith("kms:") for a in actions(s))]
+    # WHEN their conditions are read
+    via = [s["Condition"]["StringEquals"]["kms:ViaService"] for s in kms]
+    # THEN each one is limited to Secrets Manager in the stack's region
+    assert len(kms) == 2
+    assert via == [{"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}] * 2
+
+
+def test_passwords_are_not_fetched_from_secrets_manager() -> None:
+    # GIVEN every action granted on any branch
+    granted = {action for statement in raw_statements() for action in actions(statement)}
+    # WHEN searched / THEN GetRandomPassword is not among them (passwords are made locally)
+    assert "secretsmanager:GetRandomPassword" not in granted
+    assert not any(action.endswith("*") for action in granted)
+
+
+@pytest.mark.parametrize("values", COMBINATIONS)
+@pytest.mark.parametrize("with_keys", [False, True], ids=["aws-managed-key", "customer-keys"])
+def test_each_parameter_set_gets_only_the_permissions_it_needs(
+    values: dict[str, str], with_keys: bool
+) -> None:
+    # GIVEN one parameter set, with or without customer managed KMS keys
+    overrides = {
+        **values,
+        **({"kmsKeyArn": KMS_KEY, "masterSecretKmsKeyArn": MASTER_KMS_KEY} if with_keys else {}),
+    }
+    alternating = values["RotationStrategy"] == "alternating-users"
+    in_vpc = "vpcSubnetIds" in values
+    # WHEN the stack it would deploy is worked out
+    granted = {s["Sid"]: s for s in statements(deployed(**overrides)["Resources"])}
+    # THEN the rotated secrets are the listed ones, and every extra grant follows its parameter
+    assert granted["RotateListedSecrets"]["Resource"] == {"Ref": "SecretArns"}
+    assert ("ReadMasterSecret" in granted) is alternating
+    assert ("UseSecretsKey" in granted) is with_keys
+    assert ("DecryptMasterSecretKey" in granted) is (with_keys and alternating)
+    assert ("ManageVpcNetworkInterfaces" in granted) is in_vpc
+    if alternating:
+        assert granted["ReadMasterSecret"]["Resource"] == {"Ref": "masterSecretArn"}
+        assert set(actions(granted["ReadMasterSecret"])) == {
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue",
+        }
+    assert set(actions(granted["RotateListedSecrets"])) == {
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+    }
+
+
+def test_only_secrets_manager_in_this_account_may_invoke_the_function() -> None:
+    # GIVEN the Lambda permission
+    permission = TEMPLATE["Resources"]["RotationFunctionInvokePermission"]["Properties"]
+    # WHEN its principal and source are read / THEN it names Secrets Manager and this account
+    assert permission["Principal"] == "secretsmanager.amazonaws.com"
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+# --- function, layers and build ---
+
+
+def test_function_environment_uses_only_contract_names() -> None:
+    # GIVEN the function's environment with every optional parameter set
+    resources = deployed(SecretArns=SECRET_ARN, **ALL_OPTIONS_ON)["Resources"]
+    variables = resources["RotationFunction"]["Properties"]["Environment"]["Variables"]
+    # WHEN its names are compared with DESIGN.md's contract
+    unknown = {n for n in variables if n not in CONTRACT_ENV and not n.startswith("POWERTOOLS_")}
+    # THEN there is nothing else, and the endpoint defaults to the regional one
+    assert unknown == set()
+    assert {"SECRETS_MANAGER_ENDPOINT", "ROTATION_STRATEGY", "ROTATION_CA_BUNDLE"} <= set(variables)
+    default_env = deployed(SecretArns=SECRET_ARN)["Resources"]["RotationFunction"]["Properties"]
+    assert default_env["Environment"]["Variables"]["SECRETS_MANAGER_ENDPOINT"] == {
+        "Fn::Sub": "https://secretsmanager.${AWS::Region}.${AWS::URLSuffix}"
+    }
+    assert "ROTATION_CA_BUNDLE" not in default_env["Environment"]["Variables"]
+
+
+def test_function_is_built_with_the_package_path_intact() -> None:
+    # GIVEN the function resource
+    function = TEMPLATE["Resources"]["RotationFunction"]
+    # WHEN its code settings are read
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    # THEN the whole project is the code root and the Makefile target copies rotation/ as is
+    assert function["Properties"]["Handler"] == "rotation.handler.lambda_handler"
+    assert function["Properties"]["CodeUri"] == "."
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    assert re.search(r"^build-RotationFunction:", makefile, re.M)
+
+
+@pytest.mark.parametrize("layer", ["PostgresLayer", "MysqlLayer"])
+def test_layers_are_built_for_the_function_runtime_and_architecture(layer: str) -> None:
+    # GIVEN a driver layer and the function's Globals
+    resource = TEMPLATE["Resources"][layer]
+    function_globals = TEMPLATE["Globals"]["Function"]
+    # WHEN their runtime and architecture are read
+    properties = resource["Properties"]
+    makefile = (ROOT / properties["ContentUri"] / "Makefile").read_text(encoding="utf-8")
+    # THEN both come from the same parameters, and SAM finds the layer's make target
+    assert properties["CompatibleRuntimes"] == [{"Ref": "Runtime"}]
+    assert properties["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    assert function_globals["Runtime"] == {"Ref": "Runtime"}
+    assert function_globals["Architectures"] == [{"Ref": "Architecture"}]
+    assert resource["Metadata"]["BuildMethod"] == "makefile"
+    assert re.search(rf"^build-{layer}:", makefile, re.M)
+
+
+def test_runtimes_are_limited_to_amazon_linux_2023() -> None:
+    # GIVEN the Runtime parameter / WHEN its allowed values are read / THEN only python3.12+
+    assert TEMPLATE["Parameters"]["Runtime"]["AllowedValues"] == ["python3.12", "python3.13"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_only_the_engine_driver_layer_is_deployed_and_attached(engine: str) -> None:
+    # GIVEN an Engine value
+    expected = "PostgresLayer" if engine in POSTGRES_ENGINES else "MysqlLayer"
+    # WHEN the stack it would deploy is worked out
+    resources = deployed(Engine=engine, SecretArns=SECRET_ARN)["Resources"]
+    # THEN exactly that driver layer exists and is the one the function uses
+    layers = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
+    assert layers == {expected}
+    assert resources["RotationFunction"]["Properties"]["Layers"] == [{"Ref": expected}]
+
+
+@pytest.mark.parametrize(
+    ("secret_arns", "schedule", "scheduled"),
+    [
+        (SECRET_ARN, "rate(30 days)", True),
+        (SECRET_ARN, "", False),
+        (f"{SECRET_ARN},{MASTER_ARN}", "rate(30 days)", False),
+    ],
+    ids=["one-secret", "no-schedule", "several-secrets"],
+)
+def test_rotation_schedule_only_for_a_single_secret(
+    secret_arns: str, schedule: str, scheduled: bool
+) -> None:
+    # GIVEN SecretArns and RotationScheduleExpression
+    # WHEN the stack is worked out
+    result = deployed(SecretArns=secret_arns, RotationScheduleExpression=schedule)
+    # THEN a schedule exists only for exactly one secret; several secrets get an explanation
+    assert ("RotationSchedule" in result["Resources"]) is scheduled
+    assert result["Conditions"]["SkipsSchedule"] is (bool(schedule) and not scheduled)
+
+
+def test_layer_pins_match_pyproject_extras() -> None:
+    # GIVEN the layer requirements and pyproject.toml's extras
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+
+    def pins(layer: str) -> set[str]:
+        text = (ROOT / "layers" / layer / "requirements.txt").read_text(encoding="utf-8")
+        return {
+            line.split(";")[0].split("\\")[0].strip()
+            for line in text.splitlines()
+            if line and not line.startswith((" ", "#"))
+        }
+
+    # WHEN compared / THEN the layers ship the drivers the tests run with
+    assert set(extras["postgres"]) <= pins("postgres")
+    assert set(extras["mysql"]) <= pins("mysql")
+
+
+# --- events ---
+
+
+def event_files() -> list[Path]:
+    return sorted(EVENTS.glob("*.json"))
+
+
+def test_events_directory_has_every_sample() -> None:
+    # GIVEN events/ / WHEN listed / THEN it holds a step event with and without token per step
+    names = {p.name for p in event_files()}
+    for step in STEPS:
+        assert f"{step}.json" in names
+        assert f"{step}-without-rotation-token.json" in names
+    assert {
+        "secret-postgres.json",
+        "secret-mysql.json",
+        "secret-mariadb.json",
+        "secret-postgres-alternating.json",
+        "secret-mysql-alternating.json",
+        "secret-master-rds-managed.json",
+    } <= names
+
+
+@pytest.mark.parametrize("path", event_files(), ids=lambda p: p.name)
+def test_every_event_file_is_a_json_object(path: Path) -> None:
+    # GIVEN a file in events/ / WHEN parsed / THEN it is a JSON object
+    assert isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("with_token", [True, False], ids=["rotation-token", "no-rotation-token"])
+def test_step_events_follow_the_event_contract(step: str, with_token: bool) -> None:
+    # GIVEN a step event
+    name = f"{step}.json" if with_token else f"{step}-without-rotation-token.json"
+    event = json.loads((EVENTS / name).read_text(encoding="utf-8"))
+    # WHEN its keys are checked
+    expected = {"Step", "SecretId", "ClientRequestToken"} | (
+        {"RotationToken"} if with_token else set()
+    )
+    # THEN it has the contract keys only, with well-formed values
+    assert set(event) == expected
+    assert event["Step"] == step
+    assert SECRET_ARN_PATTERN.match(event["SecretId"])
+    assert str(uuid.UUID(event["ClientRequestToken"])) == event["ClientRequestToken"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_rotation_tokens_pass_botocore_validation(step: str) -> None:
+    # GIVEN the RotationToken of a sample event and botocore's PutSecretValue input shape
+    event = json.loads((EVENTS / f"{step}.json").read_text(encoding="utf-8"))
+    model = botocore.session.get_session().get_service_model("secretsmanager")
+    shape = model.operation_model("PutSecretValue").input_shape
+    constraint = shape.members["RotationToken"].metadata
+    # WHEN a PutSecretValue call forwarding it is validated
+    report = ParamValidator().validate(
+        {
+            "SecretId": event["SecretId"],
+            "ClientRequestToken": event["ClientRequestToken"],
+            "SecretString": "{}",
+            "RotationToken": event["RotationToken"],
+        },
+        shape,
+    )
+    # THEN botocore accepts it, and it fits the model's length and pattern
+    assert not report.has_errors(), report.generate_report()
+    assert constraint["min"] <= len(event["RotationToken"]) <= constraint["max"]
+    assert re.fullmatch(constraint["pattern"].strip("^$"), event["RotationToken"])
+
+
+@pytest.mark.parametrize(
+    ("name", "engine", "alternating"),
+    [
+        ("secret-postgres.json", "postgres", False),
+        ("secret-mysql.json", "mysql", False),
+        ("secret-mariadb.json", "mariadb", False),
+        ("secret-postgres-alternating.json", "postgres", True),
+        ("secret-mysql-alternating.json", "mysql", True),
+    ],
+)
+def test_sample_secrets_use_aws_keys(name: str, engine: str, alternating: bool) -> None:
+    # GIVEN a sample SecretString
+    secret = json.loads((EVENTS / name).read_text(encoding="utf-8"))
+    # WHEN its keys are checked
+    # THEN they are AWS's, the password is an obvious placeholder, masterarn only when alternating
+    assert set(secret) <= SECRET_KEYS
+    assert {"engine", "host", "port", "username", "password"} <= set(secret)
+    assert secret["engine"] == engine
+    assert isinstance(secret["port"], int)
+    assert "EXAMPLE" in secret["password"]
+    assert ("masterarn" in secret) is alternating
+    if alternating:
+        assert SECRET_ARN_PATTERN.match(secret["masterarn"])
+
+
+def test_rds_managed_master_secret_has_only_credentials() -> None:
+    # GIVEN the sample of an RDS managed master secret
+    secret = json.loads((EVENTS / "secret-master-rds-managed.json").read_text(encoding="utf-8"))
+    # WHEN its keys are read / THEN it holds username and password only, like RDS writes it
+    assert set(secret) == {"username", "password"}
+    assert "EXAMPLE" in secret["password"]
