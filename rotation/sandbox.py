@@ -1,0 +1,1109 @@
+"""Throwaway TLS database servers: PostgreSQL and MariaDB, started from the installed binaries.
+
+One module serves the integration tests, ``rotation demo`` and the benchmarks. A :class:`Sandbox`
+owns a temporary directory and every server it started in it; each server is a
+:class:`ServerHandle`::
+
+    with Sandbox() as sandbox:
+        pg = sandbox.postgres()           # TLS, scram-sha-256, hostssl-only pg_hba.conf
+        pg.create_login_user("app", "s3cret-pw")
+        mark = pg.log_position()
+        ...                               # code under test logs in
+        assert pg.login_counts(since=mark) == LoginCounts(succeeded=1, failed=0)
+
+What every server gets
+    * a free loopback port (``127.0.0.1``, found by binding port 0) and a data directory, unix
+      socket, pid file, tmpdir and logs inside the sandbox directory; the machine's own servers
+      (stock PostgreSQL on 5432, MariaDB on 3306) and their configuration are never read or
+      touched (``--no-defaults`` for MariaDB; an ``initdb`` of our own for PostgreSQL);
+    * TLS from a ``trustme`` CA: one server certificate for ``localhost`` *and* ``127.0.0.1``, so
+      clients can connect to ``127.0.0.1`` with full verification against
+      :attr:`ServerHandle.ca_file`;
+    * an admin (superuser) account with a random password, usable only over TLS from 127.0.0.1,
+      and a database ``appdb``;
+    * connection and statement logging, so tests can count logins and look for leaked passwords.
+
+Running as root (containers, CI)
+    PostgreSQL refuses to run as root, so as root every server process runs as an unprivileged
+    user: PostgreSQL as ``postgres``, MariaDB as ``mysql`` (if those system users exist), else as
+    ``rotation-sandbox`` (created with ``useradd --system``). The server's own directory is owned
+    by that user; the sandbox root is ``0711``. On a laptop (not root) everything runs as you.
+    The privilege switch is done by :mod:`subprocess` itself (``user=``/``group=``/
+    ``extra_groups=[]``: setgroups, setgid, setuid in the child), the same system calls as
+    ``setpriv``/``runuser`` without depending on either tool.
+
+Process lifetime
+    Both servers run in the foreground as children of this Python process (``postgres -D``, not
+    ``pg_ctl start``), in their own session so a terminal's Ctrl-C does not hit them half-way.
+    Stopping sends the engine's "fast" shutdown signal (SIGINT for PostgreSQL, which is what
+    ``pg_ctl stop -m fast`` sends; SIGTERM for MariaDB), waits, then SIGKILLs after a timeout,
+    and reaps the process. ``pg_ctl`` would daemonise the postmaster and hand it to PID 1, which
+    in some containers never reaps it (a zombie that still answers ``kill -0``). An ``atexit``
+    hook closes every sandbox still open, so an aborted session leaves no server running (only a
+    SIGKILL of this process can leave servers behind).
+
+Missing binaries raise :class:`SandboxError` naming every place searched and the fix: run
+``bash scripts/install-db-servers.sh``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+__all__ = [
+    "ADMIN_USER",
+    "DBNAME",
+    "HOST",
+    "LoginCounts",
+    "Sandbox",
+    "SandboxError",
+    "ServerHandle",
+]
+
+HOST = "127.0.0.1"
+ADMIN_USER = "sandbox_admin"
+DBNAME = "appdb"
+SANDBOX_OS_USER = "rotation-sandbox"
+
+INSTALL_HINT = (
+    "run `bash scripts/install-db-servers.sh` to install the PostgreSQL and MariaDB server "
+    "packages (the stock services are not started)"
+)
+
+_DEFAULT_STARTUP_TIMEOUT = 60.0
+_STOP_TIMEOUT = 20.0
+_PORT_ATTEMPTS = 3
+# Longest unix socket path both servers accept is 107 bytes; keep a margin for the file name.
+_MAX_SOCKET_DIR = 80
+
+
+class SandboxError(RuntimeError):
+    """A throwaway server could not be found, started, reached or stopped.
+
+    The message says what failed and, where one exists, what to do (install the server packages,
+    look at the quoted tail of the server log).
+    """
+
+
+@dataclass(frozen=True)
+class LoginCounts:
+    """Logins found in a server log: ``succeeded`` and ``failed`` attempts."""
+
+    succeeded: int
+    failed: int
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers: users, ports, files, processes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """The OS account a server runs as. ``switch`` is true when we are root and must drop to it."""
+
+    name: str
+    uid: int
+    gid: int
+    switch: bool
+
+
+_user_lock = threading.Lock()
+
+
+def _current_account() -> _RunAs:
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return _RunAs(name=name, uid=uid, gid=os.getegid(), switch=False)
+
+
+def _account(name: str) -> _RunAs | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return _RunAs(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, switch=True)
+
+
+def _ensure_sandbox_account() -> _RunAs:
+    """The ``rotation-sandbox`` system user, created on first use (root only)."""
+    with _user_lock:
+        existing = _account(SANDBOX_OS_USER)
+        if existing is not None:
+            return existing
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        nologin = shutil.which("nologin") or "/usr/sbin/nologin"
+        cmd = [useradd, "--system", "--user-group", "--no-create-home",
+               "--home-dir", "/nonexistent", "--shell", nologin, SANDBOX_OS_USER]
+        try:
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                cmd, capture_output=True, text=True, check=False, timeout=60)
+            output = (result.stdout + result.stderr).strip()
+        except OSError as exc:
+            output = str(exc)
+        # Another process (a parallel test worker) may have created it meanwhile.
+        created = _account(SANDBOX_OS_USER)
+        if created is None:
+            raise SandboxError(
+                f"running as root, the sandbox servers need an unprivileged OS user; "
+                f"`{' '.join(cmd)}` failed: {output or 'no output'}. Create a user named "
+                f"{SANDBOX_OS_USER!r} (or 'postgres' / 'mysql') and retry")
+        return created
+
+
+def _run_as_for(engine: str) -> _RunAs:
+    """Who runs ``engine``'s server: the current user, or when root an unprivileged account."""
+    if os.geteuid() != 0:
+        return _current_account()
+    preferred = "postgres" if engine == "postgres" else "mysql"
+    return _account(preferred) or _ensure_sandbox_account()
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _chown(path: Path, run_as: _RunAs) -> None:
+    if run_as.switch:
+        os.chown(path, run_as.uid, run_as.gid)
+
+
+def _check_traversable(path: Path, run_as: _RunAs) -> None:
+    """Fail early, with the fix, when ``run_as`` could not reach ``path`` (root only)."""
+    if not run_as.switch:
+        return
+    for directory in reversed(path.parents):
+        mode = directory.stat()
+        if mode.st_uid == run_as.uid:
+            allowed = bool(mode.st_mode & 0o100)
+        elif mode.st_gid == run_as.gid:
+            allowed = bool(mode.st_mode & 0o010)
+        else:
+            allowed = bool(mode.st_mode & 0o001)
+        if not allowed:
+            raise SandboxError(
+                f"the sandbox servers run as OS user {run_as.name!r} (PostgreSQL refuses root), "
+                f"who cannot enter {directory} (mode {oct(mode.st_mode & 0o777)}): create the "
+                "Sandbox under a directory others may traverse (the default, the system temp "
+                f"dir, works), or `chmod o+x {directory}`")
+
+
+def _write(path: Path, data: str | bytes, run_as: _RunAs, mode: int = 0o600) -> None:
+    """Write a file readable by the server's OS user only (``mode``), owned by that user."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(raw)
+    os.chmod(path, mode)
+    _chown(path, run_as)
+
+
+def _child_env(home: Path) -> dict[str, str]:
+    """A small, predictable environment: English messages, UTC, no PG*/MYSQL* overrides."""
+    return {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(home),
+        "LANG": "C",
+        "LC_ALL": "C",
+        "TZ": "UTC",
+    }
+
+
+def _user_kwargs(run_as: _RunAs) -> dict[str, Any]:
+    if not run_as.switch:
+        return {}
+    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+
+
+def _run(cmd: Sequence[str], run_as: _RunAs, cwd: Path, timeout: float) -> str:
+    """Run a setup command as the server's user; return its output or raise SandboxError."""
+    try:
+        result = subprocess.run(  # noqa: S603 - argv built from resolved binaries, no shell
+            list(cmd), cwd=cwd, env=_child_env(cwd), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            timeout=timeout, check=False, umask=0o077, **_user_kwargs(run_as))
+    except subprocess.TimeoutExpired as exc:
+        raise SandboxError(f"`{_short(cmd)}` did not finish within {timeout:.0f}s") from exc
+    except OSError as exc:
+        raise SandboxError(f"could not run `{_short(cmd)}` as {run_as.name}: {exc}") from exc
+    if result.returncode != 0:
+        raise SandboxError(
+            f"`{_short(cmd)}` failed (exit {result.returncode}) as OS user {run_as.name}:\n"
+            f"{_excerpt(result.stdout)}")
+    return str(result.stdout)
+
+
+def _short(cmd: Sequence[str]) -> str:
+    return " ".join(str(part) for part in cmd[:3]) + (" ..." if len(cmd) > 3 else "")
+
+
+def _excerpt(text: str) -> str:
+    """The lines of ``text`` that name an error, then its tail (tools bury the cause early)."""
+    lines = text.rstrip().splitlines()
+    errors = [line for line in lines[:-30] if re.search(r"error|fatal|abort|signal", line, re.I)]
+    head = ["[error lines]", *errors[:20], "[last lines]"] if errors else []
+    return "\n".join([*head, *lines[-30:]])
+
+
+def _tail_text(text: str, lines: int = 30) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return f"({path} does not exist)"
+    return _tail_text(text, lines) or f"({path} is empty)"
+
+
+def _pg_quote(value: str) -> str:
+    """A postgresql.conf string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _mysql_native_hash(password: str) -> str:
+    """``mysql_native_password`` hash of ``password``: ``*`` + upper hex SHA1(SHA1(password)).
+
+    Computed here so that only the hash, never the plaintext, is sent to (and logged by) the
+    server. SHA-1 is what the protocol defines; it is not our choice of hash.
+    """
+    inner = hashlib.sha1(password.encode(), usedforsecurity=False).digest()
+    return "*" + hashlib.sha1(inner, usedforsecurity=False).hexdigest().upper()
+
+
+def _mariadb_init_sql(admin_hash: str) -> str:
+    """The ``--init-file`` run once at start-up: admin account, ``appdb``, no anonymous users.
+
+    Built from module constants and a hex hash only (no caller data).
+    """
+    account = f"'{ADMIN_USER}'@'%'"
+    return "".join(f"{statement};\n" for statement in (
+        "DELETE FROM mysql.global_priv WHERE User = ''",
+        "FLUSH PRIVILEGES",
+        f"CREATE USER {account} IDENTIFIED BY PASSWORD '{admin_hash}'",
+        f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION",
+        f"CREATE DATABASE `{DBNAME}` CHARACTER SET utf8mb4",
+    ))
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the server binaries
+# --------------------------------------------------------------------------------------------
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", path.parent.name)
+    return tuple(int(part) for part in parts)
+
+
+def find_postgres_bindir() -> Path:
+    """The directory holding PostgreSQL's ``initdb`` and ``postgres``.
+
+    Tried in order: ``pg_config --bindir``; ``/usr/lib/postgresql/<highest version>/bin``
+    (Debian/Ubuntu); ``initdb`` on PATH.
+    """
+    tried: list[str] = []
+
+    def usable(bindir: Path) -> bool:
+        return all(os.access(bindir / name, os.X_OK) for name in ("initdb", "postgres"))
+
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=30, check=False)
+            bindir = Path(out.stdout.strip())
+            if out.returncode == 0 and out.stdout.strip() and usable(bindir):
+                return bindir
+            tried.append(f"pg_config --bindir ({out.stdout.strip() or 'no answer'}: "
+                         "no initdb/postgres there)")
+        except (OSError, subprocess.SubprocessError) as exc:
+            tried.append(f"pg_config --bindir ({exc})")
+    else:
+        tried.append("pg_config (not on PATH)")
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_version_key)
+    for initdb in reversed(candidates):
+        if usable(initdb.parent):
+            return initdb.parent
+    tried.append("/usr/lib/postgresql/*/bin (none with initdb and postgres)")
+
+    initdb_path = shutil.which("initdb")
+    if initdb_path:
+        bindir = Path(os.path.realpath(initdb_path)).parent
+        if usable(bindir):
+            return bindir
+        tried.append(f"PATH ({initdb_path} has no `postgres` beside it)")
+    else:
+        tried.append("PATH (no initdb)")
+    raise SandboxError(
+        "PostgreSQL server binaries (initdb, postgres) not found; tried "
+        + "; ".join(tried) + f". To fix: {INSTALL_HINT}")
+
+
+def find_mariadb_binaries() -> tuple[Path, Path]:
+    """``(server, install_db)``: ``mariadbd``/``mysqld`` and ``mariadb-install-db``.
+
+    Searched on PATH, then in /usr/sbin, /usr/local/sbin, /usr/bin, /usr/local/bin. The server
+    must be MariaDB (MySQL's ``mysqld`` has a different bootstrap and option set).
+    """
+    extra = ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
+
+    def locate(names: Sequence[str]) -> Path | None:
+        for name in names:
+            found = shutil.which(name)
+            if found:
+                return Path(found)
+            for directory in extra:
+                candidate = Path(directory) / name
+                if os.access(candidate, os.X_OK):
+                    return candidate
+        return None
+
+    server = locate(("mariadbd", "mysqld"))
+    install_db = locate(("mariadb-install-db", "mysql_install_db"))
+    where = "PATH, " + ", ".join(extra)
+    if server is None or install_db is None:
+        missing = [name for name, found in (("mariadbd (or mysqld)", server),
+                                            ("mariadb-install-db (or mysql_install_db)",
+                                             install_db)) if found is None]
+        raise SandboxError(
+            f"MariaDB server binaries not found: {', '.join(missing)} (searched {where}). "
+            f"To fix: {INSTALL_HINT}")
+    try:
+        version = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
+            [str(server), "--version"], capture_output=True, text=True, timeout=30,
+            check=False).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"`{server} --version` failed: {exc}. To fix: {INSTALL_HINT}") from exc
+    if "mariadb" not in version.lower():
+        raise SandboxError(
+            f"{server} is not a MariaDB server ({version.strip() or 'no version output'}); the "
+            f"sandbox needs MariaDB. To fix: {INSTALL_HINT}")
+    return server, install_db
+
+
+# --------------------------------------------------------------------------------------------
+# Login counting (pure functions over log text)
+# --------------------------------------------------------------------------------------------
+
+# log_line_prefix = '%m [%p] ' with log_timezone = 'UTC' and lc_messages = 'C':
+#   2026-11-23 13:14:32.033 UTC [9328] LOG:  connection authorized: user=... database=...
+# Continuation lines (DETAIL bodies, multi-line statements) start with a tab and are skipped.
+_PG_RECORD = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \S+ \[(?P<pid>\d+)\] "
+    r"(?P<level>[A-Z]+[0-9]?):  (?P<msg>.*)$", re.MULTILINE)
+_PG_LOGIN_FAILED = re.compile(
+    r"authentication failed for user "      # password, md5, scram, ident, peer, ldap, cert, ...
+    r"|^no pg_hba\.conf entry for "
+    r"|^pg_hba\.conf rejects connection for "
+    r'|^role ".*" is not permitted to log in'
+    r'|^role ".*" does not exist'
+    r'|^database ".*" does not exist'
+    r"|^permission denied for database "
+    r"|^too many connections for (?:role|database) "
+    r"|^sorry, too many clients already"
+    r"|^database \".*\" is not currently accepting connections")
+
+
+def _count_postgres_logins(text: str) -> LoginCounts:
+    """Count logins in a PostgreSQL server log (``log_connections = on``).
+
+    Each ``connection received`` line starts an attempt of that backend (one process per
+    connection). The attempt succeeded when the backend logs ``connection authorized:`` and no
+    login FATAL follows; it failed on a login FATAL: ``password authentication failed``, ``no
+    pg_hba.conf entry`` (e.g. a non-TLS attempt on the TLS server), ``pg_hba.conf rejects``, and
+    the refusals PostgreSQL raises just after authenticating (unknown database, ``NOLOGIN`` role,
+    connection limits). Attempts that never got that far (TLS handshake aborted, server starting
+    up or shutting down) count as neither. FATALs later in a session (terminated by an admin,
+    client gone) are not logins and are ignored.
+
+    libpq with ``sslmode=prefer``/``allow`` retries a refused login on a second connection, which
+    the server rightly logs as two failed attempts.
+    """
+    outcomes: list[str | None] = []
+    current: dict[str, int] = {}
+    for match in _PG_RECORD.finditer(text):
+        pid, level, msg = match.group("pid", "level", "msg")
+        if level == "LOG" and msg.startswith("connection received:"):
+            current[pid] = len(outcomes)
+            outcomes.append(None)
+            continue
+        if level == "LOG" and msg.startswith("connection authorized:"):
+            outcome = "ok"
+        elif level == "FATAL" and _PG_LOGIN_FAILED.search(msg):
+            outcome = "failed"
+        else:
+            continue
+        index = current.get(pid)
+        if index is None:  # `since` cut off its "connection received" line
+            index = current[pid] = len(outcomes)
+            outcomes.append(None)
+        if outcomes[index] != "failed":
+            outcomes[index] = outcome
+    return LoginCounts(succeeded=outcomes.count("ok"), failed=outcomes.count("failed"))
+
+
+# General log (log_output=FILE), e.g.:
+#   261123 13:14:05\t     5 Connect\tu@127.0.0.1 on appdb using SSL/TLS
+#   \t\t     5 Connect\tAccess denied for user 'u'@'127.0.0.1' (using password: YES)
+_MARIADB_RECORD = re.compile(
+    r"^(?:\d{6} [ \d]\d:\d\d:\d\d)?\t+ *(?P<id>\d+) (?P<command>[A-Za-z][A-Za-z ]*?)\t"
+    r"(?P<arg>.*)$", re.MULTILINE)
+
+
+def _count_mariadb_logins(text: str) -> LoginCounts:
+    """Count logins in a MariaDB general log.
+
+    MariaDB 10.11 writes a ``Connect`` record *before* it checks the password
+    (``user@host on db using SSL/TLS``) and, when the login fails, a second record for the same
+    connection id: ``Connect  Access denied for user ...`` (wrong password, unknown user, no TLS
+    under ``require_secure_transport``), or ``Init DB  Access denied for user ... to database``
+    (right password, database not allowed or missing). So each connection id is one attempt:
+    failed if such a record follows its ``Connect`` before anything else, else succeeded. An
+    ``Access denied`` for ``Init DB`` later in a session (a ``USE``) is not a login. A
+    ``Change user`` (COM_CHANGE_USER) is a new attempt on the same connection.
+    """
+    outcomes: list[str] = []
+    current: dict[str, int] = {}
+    logging_in: set[str] = set()
+    for match in _MARIADB_RECORD.finditer(text):
+        conn_id, command, arg = match.group("id", "command", "arg")
+        denied = arg.startswith("Access denied for user")
+        if command in ("Connect", "Change user") and not denied:
+            current[conn_id] = len(outcomes)
+            outcomes.append("ok")
+            logging_in.add(conn_id)
+        elif denied and (command in ("Connect", "Change user")
+                         or (command == "Init DB" and conn_id in logging_in)):
+            index = current.get(conn_id)
+            if index is None:  # `since` cut off the first record of this attempt
+                index = current[conn_id] = len(outcomes)
+                outcomes.append("failed")
+            outcomes[index] = "failed"
+            logging_in.discard(conn_id)
+        else:
+            logging_in.discard(conn_id)
+    return LoginCounts(succeeded=outcomes.count("ok"), failed=outcomes.count("failed"))
+
+
+# --------------------------------------------------------------------------------------------
+# Server handles
+# --------------------------------------------------------------------------------------------
+
+
+class ServerHandle:
+    """One running throwaway server. Made by :class:`Sandbox`; do not construct it yourself.
+
+    Attributes: ``engine`` (``"postgres"`` or ``"mariadb"``), ``host`` (always ``127.0.0.1``),
+    ``port``, ``admin_user``/``admin_password`` (a superuser; the password is kept out of
+    ``repr``), ``dbname`` (``appdb``), ``ca_file`` (PEM of the CA that signed the server
+    certificate), ``tls`` (False only for ``Sandbox.postgres(tls=False)``), ``log_file`` (the
+    log that records logins and statements), ``directory`` (the server's own directory) and
+    ``startup_seconds`` (wall time from ``initdb``/``mariadb-install-db`` to the first
+    successful admin login).
+    """
+
+    engine: str = ""
+    _stop_signal: signal.Signals = signal.SIGTERM
+
+    def __init__(self, *, port: int, admin_password: str, ca_file: Path, log_file: Path,
+                 directory: Path, process: subprocess.Popen[bytes], tls: bool,
+                 extra_logs: Sequence[Path] = ()) -> None:
+        self.host = HOST
+        self.port = port
+        self.admin_user = ADMIN_USER
+        self.admin_password = admin_password
+        self.dbname = DBNAME
+        self.ca_file = str(ca_file)
+        self.log_file = log_file
+        self.directory = directory
+        self.tls = tls
+        self.startup_seconds = 0.0
+        self._process = process
+        self._extra_logs = tuple(extra_logs)
+        self._stop_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<{type(self).__name__} {self.engine} {self.host}:{self.port} "
+                f"tls={self.tls} admin_user={self.admin_user!r} pid={self.pid} {state}>")
+
+    # -- process ------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        """The server's main process id (postmaster / mariadbd)."""
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self) -> None:
+        """Shut the server down (fast mode), SIGKILL it after a timeout, and reap it. Idempotent.
+
+        The server's directory (data, logs) stays until :meth:`Sandbox.close` removes the sandbox.
+        """
+        with self._stop_lock:
+            process = self._process
+            if process.poll() is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(self._stop_signal)
+            try:
+                process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                try:
+                    process.wait(timeout=_STOP_TIMEOUT)
+                except subprocess.TimeoutExpired as exc:
+                    raise SandboxError(
+                        f"{self.engine} server pid {process.pid} survived SIGKILL") from exc
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def log_text(self) -> str:
+        """The whole log (PostgreSQL server log / MariaDB general log) as text."""
+        try:
+            return self.log_file.read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_position(self) -> int:
+        """The log's current size in bytes: pass it as ``since`` to :meth:`login_counts`."""
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _log_since(self, since: int) -> str:
+        try:
+            with self.log_file.open("rb") as handle:
+                start = max(0, since - 1)
+                handle.seek(start)
+                raw = handle.read()
+        except FileNotFoundError:
+            return ""
+        if since > 0:
+            if raw[:1] == b"\n":
+                raw = raw[1:]
+            else:  # `since` is mid-line: skip the rest of that line
+                _, _, raw = raw.partition(b"\n")
+        return raw.decode("utf-8", errors="replace")
+
+    def login_counts(self, since: int = 0) -> LoginCounts:
+        """Successful and failed logins (any user) recorded after byte offset ``since``.
+
+        Every login counts, including the sandbox's own admin logins (the readiness check when
+        the server started, :meth:`admin_connect`, :meth:`create_login_user`, :meth:`drop_user`):
+        they are real logins. Take :meth:`log_position` right before the part you measure.
+        """
+        raise NotImplementedError
+
+    def _startup_failure(self, what: str) -> SandboxError:
+        logs = "\n".join(f"--- tail of {path} ---\n{_tail(path)}"
+                         for path in (self.log_file, *self._extra_logs))
+        return SandboxError(f"{self.engine} sandbox server on port {self.port}: {what}\n{logs}")
+
+    # -- SQL ----------------------------------------------------------------------------------
+
+    def admin_connect(self) -> Any:
+        """A new autocommit connection to ``appdb`` as the admin, TLS verified against ca_file."""
+        raise NotImplementedError
+
+    def create_login_user(self, username: str, password: str, *,
+                          can_create_roles: bool = False) -> None:
+        """Create a login user with ``password`` (hashed client-side; never sent in plaintext)."""
+        raise NotImplementedError
+
+    def drop_user(self, username: str) -> None:
+        """Drop the user if it exists (with the privileges granted to it)."""
+        raise NotImplementedError
+
+
+class _PostgresServer(ServerHandle):
+    engine = "postgres"
+    _stop_signal = signal.SIGINT  # "fast" shutdown, as `pg_ctl stop -m fast`
+
+    def _connect(self, dbname: str, connect_timeout: int = 10) -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host, port=self.port, user=self.admin_user, password=self.admin_password,
+            dbname=dbname, sslmode="verify-full" if self.tls else "disable",
+            sslrootcert=self.ca_file, gssencmode="disable", connect_timeout=connect_timeout,
+            autocommit=True)
+
+    def admin_connect(self) -> Any:
+        return self._connect(self.dbname)
+
+    def login_counts(self, since: int = 0) -> LoginCounts:
+        return _count_postgres_logins(self._log_since(since))
+
+    def create_login_user(self, username: str, password: str, *,
+                          can_create_roles: bool = False) -> None:
+        from psycopg import sql
+
+        with self.admin_connect() as conn:
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), username.encode(), b"scram-sha-256").decode()
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN{} PASSWORD {}").format(
+                sql.Identifier(username), sql.SQL(" CREATEROLE" if can_create_roles else ""),
+                sql.Literal(verifier)))
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(self.dbname), sql.Identifier(username)))
+
+    def drop_user(self, username: str) -> None:
+        from psycopg import sql
+
+        with self.admin_connect() as conn:
+            found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                 (username,)).fetchone()
+            if found is None:
+                return
+            # DROP OWNED also revokes its privileges on shared objects (GRANT CONNECT above).
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(username)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(username)))
+
+    def _wait_ready(self, deadline: float, pidfile: Path) -> None:
+        """Wait for the postmaster to report "ready" in postmaster.pid, then log in over TLS.
+
+        The pid file is what ``pg_ctl -w`` watches; it involves no connection, so the log shows
+        exactly one login from start-up: the admin login that creates ``appdb``.
+        """
+        while True:
+            if self._process.poll() is not None:
+                raise self._startup_failure(f"postgres exited with code {self._process.returncode}")
+            try:
+                lines = pidfile.read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) >= 8 and lines[7].strip() == "ready":
+                break
+            if time.monotonic() > deadline:
+                raise self._startup_failure("not ready before the start-up timeout")
+            time.sleep(0.02)
+        import psycopg
+        from psycopg import sql
+
+        while True:
+            remaining = max(1, int(deadline - time.monotonic()))
+            try:
+                with self._connect("postgres", connect_timeout=min(10, remaining)) as conn:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(
+                        sql.Identifier(self.dbname)))
+                return
+            except psycopg.OperationalError as exc:
+                transient = "starting up" in str(exc) or "Connection refused" in str(exc)
+                if not transient or time.monotonic() > deadline:
+                    raise self._startup_failure(f"admin TLS login failed: {exc}") from exc
+                time.sleep(0.05)
+
+
+class _MariaDBServer(ServerHandle):
+    engine = "mariadb"
+    _stop_signal = signal.SIGTERM
+
+    def admin_connect(self) -> Any:
+        return self._connect(database=self.dbname)
+
+    def _connect(self, database: str | None, connect_timeout: int = 10) -> Any:
+        import ssl
+
+        import pymysql
+
+        context = ssl.create_default_context(cafile=self.ca_file)  # verifies + checks hostname
+        return pymysql.connect(
+            host=self.host, port=self.port, user=self.admin_user, password=self.admin_password,
+            database=database, ssl=context, autocommit=True, charset="utf8mb4",
+            connect_timeout=connect_timeout)
+
+    def login_counts(self, since: int = 0) -> LoginCounts:
+        """Count logins in the general log after ``since`` (see :func:`_count_mariadb_logins`).
+
+        No ``FLUSH LOGS`` is needed, and none is done (it would need an admin login, which would
+        itself be counted): with ``log_output=FILE`` MariaDB flushes its log cache after every
+        general-log record, and it writes the ``Connect``/``Access denied`` records before it
+        answers the client, so a login is in the file by the time the client's connect returns.
+        """
+        return _count_mariadb_logins(self._log_since(since))
+
+    def create_login_user(self, username: str, password: str, *,
+                          can_create_roles: bool = False) -> None:
+        account = "%s@'%%'"  # the user name is a query argument, escaped by PyMySQL
+        statements = [
+            (f"CREATE USER {account} IDENTIFIED BY PASSWORD %s",
+             (username, _mysql_native_hash(password))),
+            (f"GRANT SELECT ON `{self.dbname}`.* TO {account}", (username,)),
+        ]
+        if can_create_roles:
+            statements += [
+                (f"GRANT CREATE USER ON *.* TO {account} WITH GRANT OPTION", (username,)),
+                (f"GRANT ALL PRIVILEGES ON `{self.dbname}`.* TO {account} WITH GRANT OPTION",
+                 (username,)),
+                (f"GRANT SELECT ON `mysql`.* TO {account}", (username,)),
+            ]
+        conn = self.admin_connect()
+        try:
+            with conn.cursor() as cursor:
+                for statement, args in statements:
+                    cursor.execute(statement, args)
+        finally:
+            conn.close()
+
+    def drop_user(self, username: str) -> None:
+        conn = self.admin_connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("DROP USER IF EXISTS %s@'%%'", (username,))
+        finally:
+            conn.close()
+
+    def _wait_ready(self, deadline: float, error_log: Path) -> None:
+        """Wait for "ready for connections" in the error log, then one admin TLS login."""
+        while True:
+            if self._process.poll() is not None:
+                raise self._startup_failure(f"mariadbd exited with code {self._process.returncode}")
+            try:
+                if b"ready for connections" in error_log.read_bytes():
+                    break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise self._startup_failure("not ready before the start-up timeout")
+            time.sleep(0.02)
+        try:
+            conn = self._connect(database=self.dbname,
+                                 connect_timeout=max(1, min(10, int(deadline - time.monotonic()))))
+        except Exception as exc:
+            raise self._startup_failure(f"admin TLS login failed: {exc}") from exc
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The sandbox
+# --------------------------------------------------------------------------------------------
+
+_registry_lock = threading.Lock()
+_open_sandboxes: dict[int, Sandbox] = {}
+_atexit_registered = False
+
+
+def _close_open_sandboxes() -> None:
+    """atexit hook: stop every server of every sandbox this process left open."""
+    with _registry_lock:
+        sandboxes = list(_open_sandboxes.values())
+    for sandbox in sandboxes:
+        if sandbox._owner_pid == os.getpid():
+            with contextlib.suppress(Exception):
+                sandbox.close()
+
+
+class Sandbox:
+    """Owns a temporary directory and the throwaway servers started in it.
+
+    ``root``: the directory in which the sandbox creates its own unique sub-directory (default:
+    the system temp dir); only that sub-directory is removed by :meth:`close`. Servers start on
+    first use and are cached: :meth:`postgres` (one per ``tls`` flag) and :meth:`mariadb`. A
+    server whose handle was stopped is started afresh on the next call.
+
+    ``startup_timeout`` bounds each server's start (initialisation, start, first admin login).
+    Use it as a context manager, or call :meth:`close`; an ``atexit`` hook closes it otherwise.
+    """
+
+    def __init__(self, root: Path | None = None, *,
+                 startup_timeout: float = _DEFAULT_STARTUP_TIMEOUT) -> None:
+        if root is not None:
+            root = Path(root)
+            root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="rotation-sandbox-",
+                                          dir=None if root is None else str(root))).resolve()
+        self.startup_timeout = startup_timeout
+        self._owner_pid = os.getpid()
+        self._lock = threading.RLock()
+        self._servers: dict[str, ServerHandle] = {}
+        self._all: list[ServerHandle] = []
+        self._extra_dirs: list[Path] = []
+        self._counter = 0
+        self._tls: tuple[Path, bytes, bytes] | None = None
+        self._closed = False
+        global _atexit_registered
+        with _registry_lock:
+            if not _atexit_registered:
+                atexit.register(_close_open_sandboxes)
+                _atexit_registered = True
+            _open_sandboxes[id(self)] = self
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.root} servers={len(self._all)} closed={self._closed}>"
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def postgres(self, *, tls: bool = True) -> ServerHandle:
+        """A PostgreSQL server. ``tls=False``: ``ssl=off`` and ``host`` (not ``hostssl``) lines,
+        to prove that clients fail closed against a server without TLS."""
+        return self._get("postgres-tls" if tls else "postgres-plain",
+                         lambda: self._start_postgres(tls))
+
+    def mariadb(self) -> ServerHandle:
+        """A MariaDB server with ``require_secure_transport=ON``."""
+        return self._get("mariadb", self._start_mariadb)
+
+    def close(self) -> None:
+        """Stop every server this sandbox started and remove its directory. Idempotent."""
+        with self._lock:
+            errors: list[str] = []
+            for handle in self._all:
+                try:
+                    handle.stop()
+                except SandboxError as exc:
+                    errors.append(str(exc))
+            self._servers.clear()
+            if not self._closed:
+                self._closed = True
+                for directory in (*self._extra_dirs, self.root):
+                    shutil.rmtree(directory, ignore_errors=True)
+                with _registry_lock:
+                    _open_sandboxes.pop(id(self), None)
+            if errors:
+                raise SandboxError("; ".join(errors))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _get(self, key: str, start: Callable[[], ServerHandle]) -> ServerHandle:
+        with self._lock:
+            if self._closed:
+                raise SandboxError(f"sandbox {self.root} is closed")
+            handle = self._servers.get(key)
+            if handle is None or not handle.running:
+                handle = start()
+                self._servers[key] = handle
+            return handle
+
+    def _server_dir(self, name: str, run_as: _RunAs) -> tuple[Path, Path]:
+        """``(directory, socket_dir)`` for a new server, owned by its OS user."""
+        _check_traversable(self.root, run_as)
+        self._counter += 1
+        directory = self.root / f"{name}-{self._counter}"
+        directory.mkdir(mode=0o700)
+        _chown(directory, run_as)
+        if run_as.switch:
+            # The server's OS user may traverse the sandbox root, not list or write it.
+            os.chmod(self.root, 0o711)  # noqa: S103
+        socket_dir = directory
+        if len(str(directory)) > _MAX_SOCKET_DIR:
+            socket_dir = Path(tempfile.mkdtemp(prefix="rsb-", dir="/tmp"))
+            self._extra_dirs.append(socket_dir)
+            _chown(socket_dir, run_as)
+        return directory, socket_dir
+
+    def _tls_material(self) -> tuple[Path, bytes, bytes]:
+        """``(ca_file, server certificate PEM, server key PEM)``, made once per sandbox."""
+        if self._tls is None:
+            try:
+                import trustme
+            except ImportError as exc:
+                raise SandboxError(
+                    "the sandbox needs the `trustme` package for its TLS certificates: "
+                    "pip install trustme (it is in the `test` extra)") from exc
+            ca = trustme.CA(organization_name="rotation sandbox")
+            cert = ca.issue_cert("localhost", HOST)
+            ca_file = self.root / "ca.pem"
+            ca_file.write_bytes(ca.cert_pem.bytes())
+            os.chmod(ca_file, 0o644)
+            self._tls = (ca_file, cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes())
+        return self._tls
+
+    def _spawn(self, cmd: Sequence[str], run_as: _RunAs, cwd: Path,
+               output: Path) -> subprocess.Popen[bytes]:
+        out: IO[bytes]
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            try:
+                return subprocess.Popen(  # noqa: S603 - argv from resolved binaries, no shell
+                    list(cmd), cwd=cwd, env=_child_env(cwd), stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    umask=0o077, **_user_kwargs(run_as))
+            except OSError as exc:
+                raise SandboxError(f"could not start `{_short(cmd)}`: {exc}") from exc
+
+    def _start_postgres(self, tls: bool) -> ServerHandle:
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        bindir = find_postgres_bindir()
+        run_as = _run_as_for("postgres")
+        ca_file, cert_pem, key_pem = self._tls_material()
+        directory, socket_dir = self._server_dir("postgres-tls" if tls else "postgres-plain",
+                                                 run_as)
+        data = directory / "data"
+        log_file = directory / "server.log"
+        password = secrets.token_urlsafe(24)
+
+        pwfile = directory / "admin.pw"
+        _write(pwfile, password, run_as)
+        try:
+            _run([str(bindir / "initdb"), "-D", str(data), "-U", ADMIN_USER,
+                  f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale",
+                  "--no-sync"], run_as, directory, timeout=self.startup_timeout)
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+        _write(directory / "server.crt", cert_pem, run_as, 0o644)
+        _write(directory / "server.key", key_pem, run_as, 0o600)
+        hba = "hostssl" if tls else "host"
+        _write(data / "pg_hba.conf",
+               "# rotation sandbox: password (SCRAM) logins from 127.0.0.1 only"
+               + (", over TLS only\n" if tls else ", WITHOUT TLS (fail-closed tests)\n")
+               + f"{hba}  all  all  127.0.0.1/32  scram-sha-256\n", run_as)
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude 'sandbox.conf'\n")
+
+        for attempt in range(_PORT_ATTEMPTS):
+            port = _free_port()
+            settings = {
+                "listen_addresses": _pg_quote(HOST),
+                "port": str(port),
+                "unix_socket_directories": _pg_quote(str(socket_dir)),
+                "unix_socket_permissions": "0700",
+                "max_connections": "40",
+                "shared_buffers": "16MB",
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+                "ssl": "on" if tls else "off",
+                "ssl_cert_file": _pg_quote(str(directory / "server.crt")),
+                "ssl_key_file": _pg_quote(str(directory / "server.key")),
+                "ssl_min_protocol_version": "'TLSv1.2'",
+                "password_encryption": "'scram-sha-256'",
+                "logging_collector": "off",
+                "log_destination": "'stderr'",
+                "log_connections": "on",
+                "log_disconnections": "off",
+                "log_statement": "'all'",
+                "log_line_prefix": "'%m [%p] '",
+                "log_timezone": "'UTC'",
+                "timezone": "'UTC'",
+                "lc_messages": "'C'",
+            }
+            _write(data / "sandbox.conf",
+                   "".join(f"{key} = {value}\n" for key, value in settings.items()), run_as)
+            process = self._spawn([str(bindir / "postgres"), "-D", str(data)], run_as,
+                                  directory, log_file)
+            handle = _PostgresServer(port=port, admin_password=password, ca_file=ca_file,
+                                     log_file=log_file, directory=directory, process=process,
+                                     tls=tls)
+            self._all.append(handle)
+            try:
+                handle._wait_ready(deadline, data / "postmaster.pid")
+            except SandboxError:
+                handle.stop()
+                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(log_file):
+                    continue  # someone took the port between our probe and the server's bind
+                raise
+            handle.startup_seconds = time.monotonic() - started
+            return handle
+        raise AssertionError("unreachable")
+
+    def _start_mariadb(self) -> ServerHandle:
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        server, install_db = find_mariadb_binaries()
+        run_as = _run_as_for("mariadb")
+        ca_file, cert_pem, key_pem = self._tls_material()
+        directory, socket_dir = self._server_dir("mariadb", run_as)
+        data = directory / "data"
+        general_log = directory / "general.log"
+        error_log = directory / "error.log"
+        password = secrets.token_urlsafe(24)
+        tmpdir = directory / "tmp"
+        tmpdir.mkdir(mode=0o700)
+        _chown(tmpdir, run_as)
+        # A private tmpdir is not optional: at start-up mariadbd deletes every `#sql*` file in its
+        # tmpdir, so servers sharing /tmp (parallel sandboxes, the machine's own server) break
+        # each other's temporary tables; concurrent bootstraps fail or even crash.
+        common = [f"--datadir={data}", f"--tmpdir={tmpdir}", "--innodb-log-file-size=8M",
+                  "--innodb-buffer-pool-size=32M"]
+
+        _run([str(install_db), "--no-defaults", *common, "--skip-test-db",
+              "--skip-name-resolve"], run_as, directory, timeout=self.startup_timeout)
+        _write(directory / "server.crt", cert_pem, run_as, 0o644)
+        _write(directory / "server.key", key_pem, run_as, 0o600)
+        _write(directory / "ca.pem", ca_file.read_bytes(), run_as, 0o644)
+        # Runs once at start-up with full privileges; init-file statements are not written to
+        # the general log, and the password is a client-side hash anyway.
+        init_file = directory / "init.sql"
+        _write(init_file, _mariadb_init_sql(_mysql_native_hash(password)), run_as)
+
+        for attempt in range(_PORT_ATTEMPTS):
+            port = _free_port()
+            error_log.unlink(missing_ok=True)
+            cmd = [
+                str(server), "--no-defaults",  # must come first: ignore /etc/mysql entirely
+                *common, f"--port={port}", f"--bind-address={HOST}",
+                f"--socket={socket_dir / 'mysqld.sock'}", f"--pid-file={directory / 'mysqld.pid'}",
+                f"--log-error={error_log}", "--log-warnings=2",
+                "--general-log=1", f"--general-log-file={general_log}", "--log-output=FILE",
+                "--skip-name-resolve", "--require-secure-transport=ON",
+                f"--ssl-ca={directory / 'ca.pem'}", f"--ssl-cert={directory / 'server.crt'}",
+                f"--ssl-key={directory / 'server.key'}", "--tls-version=TLSv1.2,TLSv1.3",
+                f"--init-file={init_file}", "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci", "--max-connections=100",
+                "--innodb-flush-log-at-trx-commit=2", "--skip-innodb-doublewrite",
+                "--local-infile=0", f"--secure-file-priv={directory}",
+            ]
+            process = self._spawn(cmd, run_as, directory, directory / "mariadbd.out")
+            handle = _MariaDBServer(port=port, admin_password=password, ca_file=ca_file,
+                                    log_file=general_log, directory=directory, process=process,
+                                    tls=True,
+                                    extra_logs=(error_log, directory / "mariadbd.out"))
+            self._all.append(handle)
+            try:
+                handle._wait_ready(deadline, error_log)
+            except SandboxError:
+                handle.stop()
+                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(error_log):
+                    continue
+                raise
+            init_file.unlink(missing_ok=True)
+            handle.startup_seconds = time.monotonic() - started
+            return handle
+        raise AssertionError("unreachable")

@@ -1,0 +1,42 @@
+"""Throwaway PostgreSQL and MariaDB servers for the integration tests (see rotation.sandbox).
+
+The servers are session-scoped: started on first use, stopped when the session ends. Under
+pytest-xdist every worker is its own session, so each worker gets its own servers on its own free
+ports. A missing server binary makes the fixture raise ``SandboxError`` (which names the fix,
+``bash scripts/install-db-servers.sh``): the tests then error out, they never skip.
+
+The sandbox lives under the system temp dir, not pytest's ``tmp_path``: when the tests run as
+root the servers run as an unprivileged OS user, who cannot enter pytest's ``0700`` base dir.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rotation.sandbox import Sandbox, ServerHandle
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox_:
+        yield sandbox_
+
+
+@pytest.fixture(scope="session")
+def pg_server(sandbox: Sandbox) -> ServerHandle:
+    """PostgreSQL: TLS on, scram-sha-256, ``hostssl``-only pg_hba.conf."""
+    return sandbox.postgres()
+
+
+@pytest.fixture(scope="session")
+def pg_server_notls(sandbox: Sandbox) -> ServerHandle:
+    """PostgreSQL without TLS (``ssl=off``): clients must refuse to log in to it."""
+    return sandbox.postgres(tls=False)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(sandbox: Sandbox) -> ServerHandle:
+    """MariaDB: TLS on, ``require_secure_transport=ON``."""
+    return sandbox.mariadb()
