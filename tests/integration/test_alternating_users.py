@@ -119,7 +119,7 @@ def test_rds_managed_master_secret(alt: tuple[str, Any, Callable[..., Rig]]) -> 
 
 
 def test_missing_masterarn_is_a_clear_error(alt: tuple[str, Any, Callable[..., Rig]]) -> None:
-    engine, server, build = alt
+    _engine, _server, build = alt
     rig = build()
     value = rig.value("AWSCURRENT")
     del value["masterarn"]
@@ -155,11 +155,11 @@ def _grant_and_query(engine: str, server: Any, table: str, grantee: str) -> tupl
             admin.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(table)))
             admin.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
                 sql.Identifier(table), sql.Identifier(grantee)))
-            return f'SELECT count(*) FROM "{table}"', table
+            return f'SELECT count(*) FROM "{table}"', table  # noqa: S608 - generated name
         with admin.cursor() as cur:
             cur.execute(f"CREATE TABLE `{server.dbname}`.`{table}` (x int)")
             cur.execute(f"GRANT SELECT ON `{server.dbname}`.`{table}` TO %s@'%%'", (grantee,))
-        return f"SELECT count(*) FROM `{server.dbname}`.`{table}`", table
+        return f"SELECT count(*) FROM `{server.dbname}`.`{table}`", table  # noqa: S608
 
 
 def _select_as(engine: str, server: Any, username: str, password: str, query: str) -> bool:
