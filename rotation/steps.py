@@ -67,6 +67,16 @@ class StepContext:
     def pending(self) -> DbCredentials:
         return self.credentials(self.token, PENDING)
 
+    def previous_username(self) -> str | None:
+        """AWSPREVIOUS's user name, or None; read only when a strategy needs it."""
+        version_id = self.state.version_with(PREVIOUS)
+        if version_id is None or version_id == self.token:
+            return None
+        try:
+            return self.credentials(version_id, PREVIOUS).username
+        except (SecretFormatError, SecretNotFoundError):
+            return None
+
     def adapter(self, credentials: DbCredentials) -> DatabaseAdapter:
         if credentials.ssl_opt_out:
             logger.warning(f"TLS is disabled by the secret (`ssl`: false or `sslmode`: disable) "
@@ -114,7 +124,8 @@ def create_secret(ctx: StepContext) -> None:
     adapter = ctx.adapter(current)  # an unsupported engine fails here, before any write
     if ctx.settings.strategy == "alternating-users" and not current.masterarn:
         ctx.master(current)  # raises the missing-key error
-    username = strategies.pending_username(ctx.settings.strategy, current, adapter)
+    username = strategies.pending_username(ctx.settings.strategy, current, adapter,
+                                           ctx.previous_username)
     pending = current.with_user(username, generate_password(ctx.settings.password_policy))
     # Put first: Secrets Manager refuses to change an existing version, so a retry keeps the
     # value an earlier attempt stored (and this saves a GetSecretValue on the clean path).
@@ -135,7 +146,8 @@ def set_secret(ctx: StepContext) -> None:
     current = ctx.current()
     pending = ctx.pending()
     adapter = ctx.adapter(current)
-    strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter)
+    strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter,
+                                     ctx.previous_username)
     if ctx.settings.strategy == "alternating-users":
         _set_alternating(ctx, adapter, current, pending)
     else:
@@ -183,7 +195,7 @@ def _set_single_user(ctx: StepContext, adapter: DatabaseAdapter, current: DbCred
 def _set_alternating(ctx: StepContext, adapter: DatabaseAdapter, current: DbCredentials,
                      pending: DbCredentials) -> None:
     master = ctx.master(current)
-    base = strategies.base_username(current.username, adapter)
+    base = strategies.base_username(current.username, adapter, ctx.previous_username)
     with adapter.connect(master) as session:
         if pending.username == base:
             session.set_password(base, pending.password)

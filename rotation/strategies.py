@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rotation.errors import SecretFormatError
@@ -16,26 +17,53 @@ if TYPE_CHECKING:
     from rotation.credentials import DbCredentials
 
 
-def pending_username(strategy: str, current: DbCredentials, adapter: DatabaseAdapter) -> str:
+PreviousUser = Callable[[], "str | None"]
+
+
+def _no_previous() -> str | None:
+    return None
+
+
+def pending_username(strategy: str, current: DbCredentials, adapter: DatabaseAdapter,
+                     previous: PreviousUser = _no_previous) -> str:
     """The user the new (pending) version holds."""
     if strategy == "single-user":
         return current.username
-    clone = adapter.clone_username(base_username(current.username, adapter))
-    return base_username(current.username, adapter) if current.username == clone else clone
+    base = base_username(current.username, adapter, previous)
+    return base if current.username != base else adapter.clone_username(base)
 
 
-def base_username(username: str, adapter: DatabaseAdapter) -> str:
-    """The original user's name, whether ``username`` is it or its clone."""
+def base_username(username: str, adapter: DatabaseAdapter,
+                  previous: PreviousUser = _no_previous) -> str:
+    """The original user's name, whether ``username`` is it or its clone.
+
+    A name without the ``_clone`` suffix is the original. A name with it is ambiguous (the
+    original may end in ``_clone`` itself, and a clone name the engine's length limit forced to be
+    shortened cannot be stripped back), so only then is the AWSPREVIOUS version's user asked for
+    (through ``previous``), which settles it: the two users of an alternating secret are each
+    other's previous. With no AWSPREVIOUS (the first rotation) the secret's user is the original.
+    Only when AWSPREVIOUS is unrelated (say, left from single-user rotation) does AWS's rule of
+    stripping ``_clone`` decide.
+    """
     suffix = "_clone"
-    if username.endswith(suffix):
-        candidate = username[: -len(suffix)]
-        if candidate and adapter.clone_username(candidate) == username:
-            return candidate
+    if not username.endswith(suffix):
+        return username
+    other = previous()
+    if other is None:
+        return username
+    if other != username:
+        if adapter.clone_username(other) == username:
+            return other
+        if adapter.clone_username(username) == other:
+            return username
+    candidate = username[: -len(suffix)]
+    if candidate and adapter.clone_username(candidate) == username:
+        return candidate
     return username
 
 
 def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCredentials,
-                          adapter: DatabaseAdapter) -> None:
+                          adapter: DatabaseAdapter, previous: PreviousUser = _no_previous) -> None:
     """Refuse a pending version that points somewhere else than the current one."""
     for key in ("engine", "host", "port", "dbname"):
         if getattr(current, key) != getattr(pending, key):
@@ -45,7 +73,7 @@ def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCred
                 key=key, secret_arn=current.secret_arn,
                 hint="a rotation never moves a credential to another server; remove the "
                      "AWSPENDING label (rotation doctor --fix) and rotate again")
-    expected = pending_username(strategy, current, adapter)
+    expected = pending_username(strategy, current, adapter, previous)
     if pending.username not in (expected, current.username):
         raise SecretFormatError(
             f"key `username` of the AWSPENDING version is not the user this rotation changes in "

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from types import TracebackType
@@ -167,11 +168,16 @@ class PostgresAdapter:
         return params
 
     def clone_username(self, username: str) -> str:
-        """``username + "_clone"``; when that exceeds 63 bytes, the base is cut (at a character
-        boundary) so the result is exactly within the limit."""
-        budget = NAMEDATALEN - len(CLONE_SUFFIX)
+        """``username + "_clone"`` when it fits in 63 bytes. Otherwise the first 50 bytes of
+        ``username`` (cut at a character boundary), ``_``, 6 hex digits of SHA-256(username) and
+        ``_clone``: within the limit, and distinct for long names sharing a prefix."""
+        name = username + CLONE_SUFFIX
+        if len(name.encode()) <= NAMEDATALEN:
+            return name
+        digest = hashlib.sha256(username.encode()).hexdigest()[:6]
+        budget = NAMEDATALEN - len(CLONE_SUFFIX) - 1 - len(digest)
         base = username.encode()[:budget].decode(errors="ignore")
-        return base + CLONE_SUFFIX
+        return f"{base}_{digest}{CLONE_SUFFIX}"
 
 
 def _check_name(username: str) -> None:

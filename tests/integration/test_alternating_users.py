@@ -212,3 +212,27 @@ def test_grant_to_original_reaches_clone(alt: tuple[str, Any, Callable[..., Rig]
     # THEN the clone holds the grant too
     assert clone["username"] != original["username"]
     assert _select_as(engine, server, clone["username"], clone["password"], query)
+
+
+def test_long_user_name_alternates_with_shortened_clone(
+        alt: tuple[str, Any, Callable[..., Rig]]) -> None:
+    engine, server, build = alt
+    # GIVEN a user name so long that `name_clone` exceeds the engine's limit
+    limit = get_adapter(engine).max_username_length
+    name = ("u" + uuid.uuid4().hex * 3)[: limit - 2]
+    rig = build(username=name)
+    clone = get_adapter(engine).clone_username(name)
+    assert len(clone.encode()) <= limit
+    assert not clone.startswith(name)  # shortened: stripping `_clone` cannot recover `name`
+
+    # WHEN it rotates three times
+    users = []
+    for _ in range(3):
+        report = rig.service.rotate(rig.arn, rig.invoke)
+        assert report.succeeded, report.steps
+        users.append(rig.value("AWSCURRENT")["username"])
+
+    # THEN it alternates between exactly the two names
+    assert users == [clone, name, clone]
+    current = rig.value("AWSCURRENT")
+    assert can_login(engine, server, current["username"], current["password"])
