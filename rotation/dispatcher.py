@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rotation.adapters import AdapterRegistry
@@ -13,6 +14,7 @@ from rotation.errors import (
     NotPendingError,
     RotationError,
     RotationNotEnabledError,
+    RotationTimeoutError,
     UnknownStepError,
     UnknownTokenError,
 )
@@ -24,14 +26,22 @@ from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+    from rotation.metrics import StepMetrics
+
+# Database work must end this long before Lambda would kill the invocation, so the failure is
+# ours to report (and the step's to retry), not a silent timeout.
+SAFETY_MARGIN_S = 2.0
+MIN_BUDGET_S = 1.0
+
 
 def make_client(settings: Settings) -> SecretsManagerClient:
     """A Secrets Manager client with timeouts well inside a Lambda timeout."""
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=5, read_timeout=10,
-                    retries={"max_attempts": 3, "mode": "standard"})
+    # Worst case 2 x (3 + 5) s: well inside the 30 s function timeout of the template.
+    config = Config(connect_timeout=3, read_timeout=5,
+                    retries={"total_max_attempts": 2, "mode": "standard"})
     client: SecretsManagerClient = boto3.client(
         "secretsmanager", endpoint_url=settings.endpoint_url, config=config)
     return client
@@ -51,6 +61,7 @@ class Rotation:
             dual_password=self.settings.mysql_dual_password,
         ))
         self._steps: dict[str, StepFunction] = dict(DEFAULT_STEPS)
+        self._metrics: StepMetrics | None = None
 
     def step(self, name: str) -> Callable[[StepFunction], StepFunction]:
         """Decorator replacing one step: ``@app.step("setSecret")``."""
@@ -64,7 +75,9 @@ class Rotation:
 
         return register
 
-    def resolve(self, raw_event: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve(self, raw_event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Run the event's step. ``context`` (the Lambda context) bounds database timeouts by the
+        invocation's remaining time."""
         started = time.perf_counter()
         logger.clear_state()
         try:
@@ -74,22 +87,71 @@ class Rotation:
             raise
         logger.append_keys(step=event.step, secret_id=event.secret_id,
                            token_prefix=event.token_prefix, strategy=self.settings.strategy)
+        ctx: StepContext | None = None
+        secret_arn = event.secret_id
+        failure: BaseException | None = None
         try:
+            adapters = self._adapters_within(_remaining_seconds(context), event.step)
             state = self.secrets.describe(event.secret_id)
+            secret_arn = state.arn
             logger.append_keys(secret_arn=state.arn)
             if self._guard(event, state):
                 outcome = "already current"
             else:
-                ctx = StepContext(event, state, self.settings, self.secrets, self.adapters)
+                ctx = StepContext(event, state, self.settings, self.secrets, adapters)
                 self._steps[event.step](ctx)
                 outcome = ctx.outcome
         except RotationError as exc:
+            failure = exc
             logger.error(f"{event.step} failed: {exc}", extra=_failure(exc, started))
             raise
+        except Exception as exc:  # a bug or an unmapped driver error: still say where
+            failure = exc
+            logger.exception(f"{event.step} failed with an unexpected {type(exc).__name__}",
+                             extra={"outcome": "failed", "error_class": type(exc).__name__,
+                                    "cause": "internal"})
+            raise
+        finally:
+            self._emit_metrics(event, ctx, secret_arn, failure, started)
         duration = round((time.perf_counter() - started) * 1000, 1)
         logger.info(f"{event.step} finished: {outcome}",
-                    extra={"outcome": outcome, "duration_ms": duration})
+                    extra={"outcome": outcome, "duration_ms": duration,
+                           "engine": ctx.engine if ctx else None})
         return {"Step": event.step, "SecretId": event.secret_id, "Outcome": outcome}
+
+    def _adapters_within(self, remaining: float | None, step: str) -> AdapterRegistry:
+        """The adapters, with timeouts cut to fit the time this invocation has left."""
+        if remaining is None:
+            return self.adapters
+        budget = remaining - SAFETY_MARGIN_S
+        if budget < MIN_BUDGET_S:
+            raise RotationTimeoutError(
+                f"only {remaining:.1f} s of the Lambda timeout are left before {step}",
+                hint="raise the function's Timeout (30 s or more); Secrets Manager retries the "
+                     "step")
+        options = self.adapters.options
+        if budget >= options.connect_timeout + options.statement_timeout:
+            return self.adapters
+        share = budget / 2  # a login, then one statement
+        return self.adapters.with_options(replace(
+            options, connect_timeout=min(options.connect_timeout, share),
+            statement_timeout=min(options.statement_timeout, share)))
+
+    def _emit_metrics(self, event: RotationEvent, ctx: StepContext | None, secret_arn: str,
+                      failure: BaseException | None, started: float) -> None:
+        if self._metrics is None:
+            from rotation.metrics import StepMetrics
+
+            self._metrics = StepMetrics()
+        try:
+            self._metrics.emit(
+                step=event.step, engine=ctx.engine if ctx else "unknown",
+                strategy=self.settings.strategy, failed=failure is not None,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                secret_arn=secret_arn, token_prefix=event.token_prefix,
+                cause=getattr(failure, "category", "internal") if failure else None)
+        except Exception:  # metrics must never turn a rotation into a failure
+            logger.exception("could not publish metrics")
 
     @staticmethod
     def _guard(event: RotationEvent, state: SecretState) -> bool:
@@ -112,6 +174,16 @@ class Rotation:
                 f"version {event.token_prefix}... of secret {state.arn} is not AWSPENDING",
                 hint="this rotation was superseded; Secrets Manager starts a new one")
         return False
+
+
+def _remaining_seconds(context: Any) -> float | None:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(getter):
+        return None
+    try:
+        return float(getter()) / 1000
+    except (TypeError, ValueError):
+        return None
 
 
 def _failure(exc: RotationError, started: float) -> dict[str, Any]:

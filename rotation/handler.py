@@ -30,4 +30,4 @@ def reset() -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return get_app().resolve(event)
+    return get_app().resolve(event, context)

@@ -122,9 +122,10 @@ class LocalRotationService:
                     hint="finish it by re-running its steps, or clear the label with "
                          "`rotation doctor --fix`")
         secret.remove_version_stages_from_old_versions([PENDING])
-        if token not in secret.versions:
-            secret.versions[token] = {"version_id": token, "createdate": int(time.time()),
-                                      "version_stages": [PENDING]}
+        version = secret.versions.setdefault(token, {
+            "version_id": token, "createdate": int(time.time()), "version_stages": []})
+        if PENDING not in version["version_stages"]:
+            version["version_stages"].append(PENDING)
 
     def unstage_pending(self, secret_id: str, token: str) -> None:
         """After a successful finishSecret the service removes AWSPENDING."""

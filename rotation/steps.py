@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rotation import strategies
 from rotation.adapters import AdapterRegistry
@@ -42,7 +42,7 @@ class StepContext:
     secrets: SecretsManager
     adapters: AdapterRegistry
     outcome: str = "done"
-    details: dict[str, str] = field(default_factory=dict)
+    engine: str = "unknown"  # known once a version was parsed; a metrics dimension
 
     @property
     def arn(self) -> str:
@@ -54,7 +54,9 @@ class StepContext:
 
     def credentials(self, version_id: str, stage: str) -> DbCredentials:
         value = self.secrets.get_value(self.arn, version_id, stage)
-        return parse_secret(value, self.arn)
+        credentials = parse_secret(value, self.arn)
+        self.engine = credentials.engine
+        return credentials
 
     def current(self) -> DbCredentials:
         version_id = self.state.version_with(CURRENT)

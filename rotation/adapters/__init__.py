@@ -62,6 +62,10 @@ class AdapterRegistry:
         self.options = options
         self._adapters: dict[str, DatabaseAdapter] = {}
 
+    def with_options(self, options: AdapterOptions) -> AdapterRegistry:
+        """A registry with other options (e.g. timeouts cut to an invocation's remaining time)."""
+        return AdapterRegistry(options)
+
     def get(self, engine: str) -> DatabaseAdapter:
         adapter = self._adapters.get(engine)
         if adapter is None:
