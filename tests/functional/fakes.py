@@ -6,12 +6,13 @@ told to fail an operation, so the four steps can be driven end to end without a 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 from typing import ClassVar
 
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import DbCredentials
-from rotation.errors import ConnectError, DatabaseError, LoginError
+from rotation.errors import ConnectError, DatabaseError, LoginError, PrivilegeError
 
 
 class FakeDatabase:
@@ -21,11 +22,18 @@ class FakeDatabase:
         self.logins: Counter[str] = Counter()  # "ok" / "failed"
         self.fail_next: dict[str, Exception] = {}  # operation -> error raised once
         self.statements: list[str] = []
+        # Called with each operation's name before it runs (connect, ping, set_password,
+        # after_set_password, sync_clone, after_sync_clone, discard_old_password): the fault
+        # injection harness records a clean rotation's operations with it, and raises from it to
+        # fail the n-th one.
+        self.observers: list[Callable[[str], None]] = []
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
 
     def maybe_fail(self, operation: str) -> None:
+        for observer in list(self.observers):
+            observer(operation)
         error = self.fail_next.pop(operation, None)
         if error is not None:
             raise error
@@ -52,8 +60,12 @@ class FakeSession:
 
     def sync_clone(self, source_username: str, clone_username: str, password: str) -> None:
         self.db.maybe_fail("sync_clone")
+        if not self.db.members.get(self.user, set()) >= {"master"}:
+            raise PrivilegeError(f"permission denied: {self.user!r} may not create roles")
         self.db.passwords[clone_username] = password
         self.db.members[clone_username] = {source_username}
+        self.db.statements.append(f"CREATE OR ALTER ROLE {clone_username}")
+        self.db.maybe_fail("after_sync_clone")
 
     def discard_old_password(self, username: str) -> None:
         self.db.maybe_fail("discard_old_password")
