@@ -11,7 +11,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from rotation import handler
-from rotation.errors import ConnectError, DbTimeoutError, PrivilegeError, TlsError
+from rotation.errors import (
+    ConnectError,
+    DbTimeoutError,
+    PrivilegeError,
+    RotationError,
+    TlsError,
+)
 from tests.conftest import LeakScan, LogCapture
 from tests.rig import Rig
 
@@ -112,7 +118,7 @@ def test_each_failure_cause_is_named_with_its_fix(
     # WHEN the failing step runs
     if step == "setSecret" and breaker != "not-pending":
         handler.lambda_handler(rig.event("createSecret", token), _Ctx(30_000))
-    with pytest.raises(Exception) as info:
+    with pytest.raises(RotationError) as info:
         handler.lambda_handler(event, context)
     out = capsys.readouterr().out
     leak_scan.add_text(out + str(info.value))
