@@ -1,0 +1,127 @@
+"""The built artefacts work as Lambda would load them: the function zip unpacked as /var/task,
+one driver layer as /opt/python, in a clean virtualenv of the target Python (3.12), completing a
+rotation through lambda_handler against the throwaway servers.
+
+The virtualenv gets only the local service's own needs (moto, trustme): the function's code and
+dependencies come from the zips, which sit first on sys.path exactly as /var/task and /opt/python
+do in Lambda."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, LeakScan
+
+TARGET_PY = "3.12"
+ARCH = "x86_64"
+
+DRIVER = r"""
+import json, os, sys
+from rotation.local import local_stack, LocalRotationService
+from rotation import handler
+info = json.loads(os.environ["ROTATION_TEST_TARGET"])
+class Ctx:
+    def get_remaining_time_in_millis(self): return 30000
+with local_stack() as sm:
+    arn = sm.create_secret(Name="layout", SecretString=json.dumps(info["secret"]))["ARN"]
+    service = LocalRotationService(sm)
+    service.enable_rotation(arn)
+    report = service.rotate(arn, lambda event: handler.lambda_handler(event, Ctx()))
+print(json.dumps({
+    "succeeded": report.succeeded,
+    "errors": [s.error for s in report.steps if s.error],
+    "labels": sorted(sum(report.labels_after.values(), [])),
+    "handler_from": handler.__file__,
+    "driver_from": {m: getattr(sys.modules.get(m), "__file__", None)
+                    for m in ("psycopg", "pymysql")},
+}))
+"""
+
+
+def _python(version: str) -> str:
+    """The target interpreter: a pyenv install, else one on PATH (pyenv's shims only work for
+    the active version, so they are skipped)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [str(p) for p in sorted(root.glob(f"versions/{version}*/bin/python{version}"))]
+    on_path = shutil.which(f"python{version}")
+    if on_path and "/shims/" not in on_path:
+        candidates.append(on_path)
+    assert candidates, f"python{version} is needed to check the Lambda layout"
+    return candidates[0]
+
+
+@pytest.fixture(scope="module")
+def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # GIVEN `make package` artefacts for python3.12 / x86_64
+    work = tmp_path_factory.mktemp("lambda")
+    dist = work / "dist"
+    subprocess.run(["make", "--no-print-directory", "package", f"ARCH={ARCH}", f"PY={TARGET_PY}",
+                    f"DIST={dist}"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    task = work / "var-task"
+    with zipfile.ZipFile(dist / "function.zip") as zf:
+        zf.extractall(task)
+    layers = {}
+    for engine in ("postgres", "mysql"):
+        opt = work / f"opt-{engine}"
+        with zipfile.ZipFile(dist / f"layer-{engine}-{ARCH}-{TARGET_PY}.zip") as zf:
+            zf.extractall(opt)
+        layers[engine] = opt / "python"
+    venv = work / "venv"
+    subprocess.run([_python(TARGET_PY), "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "moto[secretsmanager]==5.2.5", "trustme==1.2.1"],
+                   check=True, capture_output=True, timeout=600)
+    return {"task": task, "python": venv / "bin" / "python", **layers}
+
+
+def _rotate(lambda_env: dict[str, Path], layer: str, server: Any, engine: str,
+            leak_scan: LeakScan) -> dict[str, Any]:
+    username = f"layout_{uuid.uuid4().hex[:8]}"
+    password = "Init-" + secrets.token_urlsafe(16)
+    leak_scan.add(password)
+    server.create_login_user(username, password)
+    secret = {"engine": engine, "host": server.host, "port": server.port,
+              "username": username, "password": password, "dbname": server.dbname}
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+           "PYTHONPATH": f"{lambda_env['task']}{os.pathsep}{lambda_env[layer]}",
+           "ROTATION_CA_BUNDLE": server.ca_file, "AWS_DEFAULT_REGION": "us-east-1",
+           "POWERTOOLS_METRICS_DISABLED": "true",
+           "ROTATION_TEST_TARGET": json.dumps({"secret": secret})}
+    try:
+        # cwd outside the checkout: `python -c` puts the cwd first on sys.path
+        proc = subprocess.run([str(lambda_env["python"]), "-c", DRIVER], env=env,
+                              cwd=lambda_env["task"].parent, capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        server.drop_user(username)
+    leak_scan.add_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize(("layer", "engine", "server_fixture", "driver"), [
+    ("postgres", "postgres", "pg_server", "psycopg"),
+    ("mysql", "mariadb", "mariadb_server", "pymysql"),
+])
+def test_zip_and_layer_rotate_in_a_lambda_layout(
+        lambda_env: dict[str, Path], layer: str, engine: str, server_fixture: str, driver: str,
+        request: pytest.FixtureRequest, leak_scan: LeakScan) -> None:
+    server = request.getfixturevalue(server_fixture)
+    # WHEN a rotation runs with only /var/task and this layer providing the function's code
+    result = _rotate(lambda_env, layer, server, engine, leak_scan)
+    # THEN it succeeds, with the handler and the driver loaded from the artefacts
+    assert result["succeeded"], result["errors"]
+    assert result["labels"] == ["AWSCURRENT", "AWSPREVIOUS"]
+    assert result["handler_from"].startswith(str(lambda_env["task"]))
+    assert result["driver_from"][driver].startswith(str(lambda_env[layer]))
