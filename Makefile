@@ -26,6 +26,11 @@ lint: $(STAMP)
 test: setup lint
 	$(BIN)/python -m pytest -n 2 tests
 
+# Cost of a rotation on the local stack (moto + throwaway TLS servers): prints the tables and writes
+# benchmarks/results-<date>.md and .json. `make bench BENCH_ARGS=--quick` for a short run.
+bench: setup
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS) --output benchmarks/results-$$(date +%F).md
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 

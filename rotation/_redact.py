@@ -13,21 +13,34 @@ from typing import Any
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would mask ordinary words; passwords are far longer
+# A warm container may rotate many secrets; keep the newest values so scrubbing a log line stays
+# cheap (each rotation registers a handful). Older ones are long out of any code path.
+MAX_VALUES = 1024
 _lock = threading.Lock()
-_values: set[str] = set()
+_values: dict[str, None] = {}  # insertion-ordered set
+_by_length: tuple[str, ...] = ()
 
 
 def register(*values: str | None) -> None:
     """Remember values that must never be shown."""
+    global _by_length
     with _lock:
-        _values.update(v for v in values if v and len(v) >= _MIN_LENGTH)
+        changed = False
+        for value in values:
+            if value and len(value) >= _MIN_LENGTH:
+                changed |= value not in _values
+                _values.pop(value, None)
+                _values[value] = None
+        while len(_values) > MAX_VALUES:
+            del _values[next(iter(_values))]
+            changed = True
+        if changed:
+            _by_length = tuple(sorted(_values, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """``text`` with every registered value replaced by ``***`` (longest first)."""
-    with _lock:
-        values = sorted(_values, key=len, reverse=True)
-    for value in values:
+    for value in _by_length:
         if value in text:
             text = text.replace(value, MASK)
     return text

@@ -88,6 +88,19 @@ class SecretsManager:
         self._remember(arn, version_id, value)
         return value
 
+    def get_current(self, secret_id: str) -> tuple[str, str]:
+        """Another secret's AWSCURRENT value (the master secret): one GetSecretValue naming the
+        stage. Returns (ARN, SecretString)."""
+        response = self._call("GetSecretValue", secret_id, SecretId=secret_id,
+                              VersionStage=CURRENT)
+        value: str | None = response.get("SecretString")
+        if value is None:
+            raise SecretNotFoundError(f"secret {secret_id} has no SecretString",
+                                      code="NoSecretString",
+                                      hint="store the credential as a JSON SecretString")
+        self._remember(response["ARN"], response["VersionId"], value)
+        return response["ARN"], value
+
     def put_pending(self, arn: str, token: str, value: str, rotation_token: str | None) -> None:
         """Store ``value`` as version ``token`` with AWSPENDING. Raises VersionExistsError when
         that version already holds a different value (versions are immutable)."""

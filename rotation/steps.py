@@ -95,26 +95,20 @@ class StepContext:
                 secret_arn=self.arn,
                 hint="alternating users need `masterarn`: the ARN of a secret holding a user "
                      "that can create users and grant privileges")
-        state = self.secrets.describe(user.masterarn)
-        version_id = state.version_with(CURRENT)
-        if version_id is None:
-            raise SecretFormatError(f"the master secret {state.arn} has no AWSCURRENT version",
-                                    key="masterarn", secret_arn=self.arn,
-                                    hint="store the master credential first")
-        raw = self.secrets.get_value(state.arn, version_id, CURRENT)
+        master_arn, raw = self.secrets.get_current(user.masterarn)
         try:
             data = json.loads(raw)
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise SecretFormatError(f"the master secret {state.arn} is not a JSON object",
+            raise SecretFormatError(f"the master secret {master_arn} is not a JSON object",
                                     key="masterarn", secret_arn=self.arn,
                                     hint="the master secret needs username and password")
         merged = {**user.raw, "masterarn": None, **data}
         for key in ("engine", "host", "port", "dbname"):
             if key not in data:
                 merged[key] = user.raw.get(key)
-        return credentials_from_dict(merged, state.arn)
+        return credentials_from_dict(merged, master_arn)
 
 
 StepFunction = Callable[[StepContext], None]
@@ -148,8 +142,7 @@ def set_secret(ctx: StepContext) -> None:
     current = ctx.current()
     pending = ctx.pending()
     adapter = ctx.adapter(current)
-    strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter,
-                                     ctx.previous_username)
+    strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter)
     if ctx.settings.strategy == "alternating-users":
         _set_alternating(ctx, adapter, current, pending)
     else:
@@ -197,7 +190,7 @@ def _set_single_user(ctx: StepContext, adapter: DatabaseAdapter, current: DbCred
 def _set_alternating(ctx: StepContext, adapter: DatabaseAdapter, current: DbCredentials,
                      pending: DbCredentials) -> None:
     master = ctx.master(current)
-    base = strategies.base_username(current.username, adapter, ctx.previous_username)
+    base = strategies.pair_base(current.username, pending.username, adapter)
     with adapter.connect(master) as session:
         if pending.username == base:
             session.set_password(base, pending.password)
@@ -230,6 +223,13 @@ def finish_secret(ctx: StepContext) -> None:
     except AwsError as exc:
         if exc.code != "InvalidParameterException":
             raise
+        # The label is not where we saw it. Either our own call went through and its response was
+        # lost (botocore retried it), or another writer moved AWSCURRENT: look again.
+        if CURRENT in ctx.secrets.describe(ctx.arn).versions.get(ctx.token, frozenset()):
+            ctx.outcome = "done (confirmed after a lost response)"
+            logger.info("finishSecret: AWSCURRENT is on the new version (an earlier attempt of "
+                        "this call went through)")
+            return
         raise ConcurrentUpdateError(
             f"AWSCURRENT of secret {ctx.arn} moved while finishSecret ran; not overwriting it",
             hint="another writer changed the secret; check its versions, then rotate again",

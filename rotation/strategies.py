@@ -62,8 +62,16 @@ def base_username(username: str, adapter: DatabaseAdapter,
     return username
 
 
+def pair_base(current_username: str, pending_username: str, adapter: DatabaseAdapter) -> str:
+    """Of an alternating pair (current, pending), the original user: the one whose clone name
+    is the other's. No AWSPREVIOUS read is needed once both names are known."""
+    if adapter.clone_username(pending_username) == current_username:
+        return pending_username
+    return current_username
+
+
 def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCredentials,
-                          adapter: DatabaseAdapter, previous: PreviousUser = _no_previous) -> None:
+                          adapter: DatabaseAdapter) -> None:
     """Refuse a pending version that points somewhere else than the current one."""
     for key in ("engine", "host", "port", "dbname"):
         if getattr(current, key) != getattr(pending, key):
@@ -73,8 +81,12 @@ def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCred
                 key=key, secret_arn=current.secret_arn,
                 hint="a rotation never moves a credential to another server; remove the "
                      "AWSPENDING label (rotation doctor --fix) and rotate again")
-    expected = pending_username(strategy, current, adapter, previous)
-    if pending.username not in (expected, current.username):
+    if strategy == "single-user":
+        paired = pending.username == current.username
+    else:
+        paired = pending.username in (adapter.clone_username(current.username),) or \
+            adapter.clone_username(pending.username) == current.username
+    if not paired:
         raise SecretFormatError(
             f"key `username` of the AWSPENDING version is not the user this rotation changes in "
             f"secret {current.secret_arn}",

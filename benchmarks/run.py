@@ -1,0 +1,326 @@
+"""`make bench`: what a rotation costs, on the local stack. Prints one table per section and
+writes them to a dated Markdown file, with a JSON file of the same figures beside it.
+
+    python -m benchmarks.run [--quick] [--output benchmarks/results-YYYY-MM-DD.md]
+
+Sections: 1. Secrets Manager calls and 2. database logins per rotation (engine x strategy, warm and
+cold), 3. latency per step, 4. cold start (imports, peak RSS), 5. package sizes, 6. throughput of
+one container rotating many secrets. Secrets Manager is moto in-process; PostgreSQL and MariaDB are
+throwaway TLS servers from ``rotation.sandbox``. A MISS is reported, never raised: the exit code is
+0 unless the benchmark itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import coldstart, package, rotations, throughput
+from benchmarks.harness import ENGINES, STRATEGIES, Harness, quiet_logs
+from benchmarks.tables import Table, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("rotations", "coldstart", "package", "throughput")
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _servers(engines: list[str]) -> Iterator[tuple[Harness | None, dict[str, str], Any]]:
+    """Throwaway servers and the moto stack; an engine that cannot start is reported, not
+    raised."""
+    from rotation import handler
+    from rotation.local import local_stack
+    from rotation.sandbox import Sandbox, SandboxError
+
+    unavailable: dict[str, str] = {}
+    with Sandbox() as sandbox, local_stack() as sm, quiet_logs():
+        servers = {}
+        for engine in engines:
+            try:
+                servers[engine] = sandbox.postgres() if engine == "postgres" else \
+                    sandbox.mariadb()
+                _log(f"{engine} sandbox server up in {servers[engine].startup_seconds:.1f} s")
+            except SandboxError as exc:
+                unavailable[engine] = f"server did not start: {str(exc).splitlines()[0]}"
+                _log(f"{engine}: {unavailable[engine]}")
+        ca_file = next(iter(servers.values())).ca_file if servers else ""
+        harness = Harness(sm, servers, ca_file) if servers else None
+        try:
+            yield harness, unavailable, servers
+        finally:
+            handler.reset()
+
+
+def _server_versions(servers: dict[str, Any]) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for engine, server in servers.items():
+        try:
+            if engine == "postgres":
+                with server.admin_connect() as conn:
+                    versions[engine] = str(conn.execute("SHOW server_version").fetchone()[0])
+            else:
+                conn = server.admin_connect()
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT VERSION()")
+                        versions[engine] = str(cur.fetchone()[0])
+                finally:
+                    conn.close()
+        except Exception as exc:  # informational only
+            versions[engine] = f"unknown ({type(exc).__name__})"
+    return versions
+
+
+def _environment() -> dict[str, Any]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    commit = "unknown"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+                             cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+                               cwd=ROOT, capture_output=True, text=True, timeout=10,
+                               check=False)
+        if out.returncode == 0:
+            commit = out.stdout.strip() + (" (with uncommitted changes)"
+                                           if dirty.stdout.strip() else "")
+    return {
+        "commit": commit,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "packages": {name: version(name) for name in (
+            "boto3", "aws-lambda-powertools", "psycopg", "psycopg-binary", "PyMySQL", "moto")},
+    }
+
+
+def _summary(tables: dict[str, Table]) -> Table:
+    """Every target, one line per figure, with its verdict."""
+    summary = Table("summary", "Targets at a glance",
+                    ["Section", "Figure", "Measured", "Target", "Result"])
+
+    calls = tables.get("calls")
+    if calls is not None and isinstance(calls.data, list):
+        for mode in ("warm", "cold"):
+            for strategy in STRATEGIES:
+                rows = [d for d in calls.data if d.get("mode") == mode
+                        and d.get("strategy") == strategy]
+                broken = [d for d in calls.data if d.get("strategy") == strategy
+                          and "error" in d]
+                if not rows:
+                    continue
+                low = min(d["calls_min"] for d in rows)
+                high = max(d["calls_max"] for d in rows)
+                target = rotations.CALL_TARGETS[mode]
+                summary.add("1", f"Secrets Manager calls, {mode}, {strategy}",
+                            str(low) if low == high else f"{low}-{high}", f"≤ {target}",
+                            verdict(high <= target and not broken))
+    logins = tables.get("logins")
+    if logins is not None and isinstance(logins.data, list):
+        for strategy in STRATEGIES:
+            rows = [d for d in logins.data if d.get("strategy") == strategy]
+            if not rows:
+                continue
+            if any("error" in d for d in rows):
+                summary.add("2", f"DB logins / failed, {strategy}", "not run", "2 / 0", "MISS")
+                continue
+            high = max(d["logins_max"] for d in rows)
+            low = min(d["logins_min"] for d in rows)
+            failed = max(d["failed_max"] for d in rows)
+            figure = (str(low) if low == high else f"{low}-{high}") + f" / {failed}"
+            summary.add("2", f"DB logins / failed, {strategy}", figure, "2 / 0",
+                        verdict(high <= rotations.LOGIN_TARGET and failed == 0))
+    imports = tables.get("imports")
+    if imports is not None and isinstance(imports.data, dict):
+        framework = imports.data.get("framework")
+        if framework:
+            summary.add("4", "framework import beyond boto3 + Powertools (median)",
+                        f"{framework['median_ms']:.1f} ms", "< 50 ms",
+                        verdict(framework["median_ms"] < coldstart.IMPORT_TARGET_MS))
+        else:
+            summary.add("4", "framework import beyond boto3 + Powertools", "not measured",
+                        "< 50 ms", "MISS")
+    for key, section in (("rss", "4"), ("package", "5")):
+        table = tables.get(key)
+        if table is not None:
+            marks = table.verdicts()
+            summary.add(section, table.title.split(". ", 1)[-1],
+                        f"{marks.count('PASS')} of {len(marks)} within limits", "all",
+                        verdict(bool(marks) and "MISS" not in marks))
+    flow = tables.get("throughput")
+    if flow is not None and isinstance(flow.data, dict) and "flat" in flow.data:
+        last = flow.data["last_quarter"]
+        summary.add("6", "cost per rotation flat over the run (calls, logins)",
+                    f"{last['calls_per_rotation']:.2f} calls, "
+                    f"{last['logins_per_rotation']:.2f} logins (last quarter)",
+                    "same as first quarter", verdict(flow.data["flat"]))
+    elif flow is not None:
+        summary.add("6", "throughput", "not run", "—", "MISS")
+    return summary
+
+
+def _default_output(quick: bool) -> Path:
+    """benchmarks/results-DATE.md; a quick run never overwrites a full run's file."""
+    suffix = "-quick" if quick else ""
+    return ROOT / "benchmarks" / f"results-{dt.date.today().isoformat()}{suffix}.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer samples (5 rotations, 5 processes, 40 secrets)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="Markdown file to write (default: benchmarks/results-DATE.md, "
+                             "results-DATE-quick.md with --quick); the JSON goes beside it "
+                             "with a .json suffix")
+    parser.add_argument("--rotations", type=int, default=None,
+                        help="timed rotations per engine x strategy x mode (default 40; "
+                             "quick 5)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="fresh processes per import measurement (default 21; quick 5)")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="secrets in the throughput run (default 200; quick 40)")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated engines (default: postgres,mariadb)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {', '.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    rotations_n = args.rotations or (5 if args.quick else 40)
+    samples = args.samples or (5 if args.quick else 21)
+    scale = args.scale or (40 if args.quick else 200)
+    engines = [e for e in args.engines.split(",") if e]
+    if not engines or set(engines) - set(ENGINES):
+        parser.error(f"--engines: choose from {', '.join(ENGINES)}")
+    only = {s for s in args.only.split(",") if s}
+    output: Path = (args.output or _default_output(args.quick)).resolve()
+
+    started = time.monotonic()
+    tables: dict[str, Table] = {}
+    environment = _environment()
+
+    def show(table: Table) -> None:
+        tables[table.key] = table
+        print(table.markdown(), flush=True)
+
+    if only & {"rotations", "coldstart"}:
+        with _servers(engines) as (harness, unavailable, servers):
+            environment["servers"] = _server_versions(servers)
+            if "rotations" in only:
+                _log(f"sections 1-3: {rotations_n} warm + {rotations_n} cold rotations per "
+                     "engine x strategy")
+                runs = rotations.run_configs(harness, rotations_n, engines, unavailable)
+                show(rotations.calls_table(runs))
+                show(rotations.logins_table(runs))
+                show(rotations.latency_table(runs))
+                tables["latency"].data = {"configs": tables["latency"].data,
+                                          "counted_rotations": rotations.counts_summary(runs)}
+            if "coldstart" in only:
+                _log("section 4b: peak RSS of a fresh process doing one rotation")
+                show(coldstart.rss_table(harness, [e for e in engines if e not in unavailable],
+                                         unavailable))
+    if "coldstart" in only:
+        _log(f"section 4a: import cost, {samples} fresh processes per variant")
+        show(coldstart.import_table(samples))
+    if "package" in only:
+        _log("section 5: package sizes")
+        show(package.package_table())
+    if "throughput" in only:
+        _log(f"section 6: throughput, {scale} secrets")
+        show(throughput.throughput_table(scale))
+
+    elapsed = time.monotonic() - started
+    tables = {key: tables[key] for key in sorted(tables, key=_order)}  # 4a before 4b
+    summary = _summary(tables)
+    print(summary.markdown(), flush=True)
+    command = " ".join(["python -m benchmarks.run", *_options(
+        sys.argv[1:] if argv is None else argv)])
+    _write(output, tables, summary, environment, elapsed, command, args.quick,
+           {"rotations": rotations_n, "samples": samples, "scale": scale})
+    print(f"Bench finished in {elapsed:.0f} s; wrote {_rel(output)} and "
+          f"{_rel(output.with_suffix('.json'))}", flush=True)
+    return 0
+
+
+def _options(argv: list[str]) -> list[str]:
+    """The command line's options that shape the figures (not where they are written)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--output":
+            skip = True
+        elif not arg.startswith("--output="):
+            kept.append(shlex.quote(arg))
+    return kept
+
+
+_ORDER = ("calls", "logins", "latency", "imports", "rss", "package", "throughput")
+
+
+def _order(key: str) -> int:
+    return _ORDER.index(key) if key in _ORDER else len(_ORDER)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _write(output: Path, tables: dict[str, Table], summary: Table, environment: dict[str, Any],
+           elapsed: float, command: str, quick: bool, sizes: dict[str, int]) -> None:
+    today = dt.date.today().isoformat()
+    packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
+    servers = ", ".join(f"{k} {v}" for k, v in environment.get("servers", {}).items())
+    header = [
+        f"# Rotation benchmark, {today}",
+        "",
+        f"- Command: `{command}` (`make bench` runs it without `--quick`)",
+        f"- Samples: {sizes['rotations']} timed rotations per engine x strategy x mode, "
+        f"{sizes['samples']} processes per import figure, {sizes['scale']} secrets for "
+        "throughput",
+        f"- Commit: {environment['commit']}",
+        f"- Machine: {environment['platform']}, {environment['cpus']} CPUs, "
+        f"Python {environment['python']}",
+        f"- Packages: {packages}",
+        *([f"- Servers (throwaway, TLS): {servers}"] if servers else []),
+        "- Secrets Manager: moto in-process (`rotation.local.local_stack`)",
+        f"- Run time: {elapsed:.0f} s",
+        "",
+    ]
+    body = [summary.markdown(), *(t.markdown() for t in tables.values())]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(header) + "\n" + "\n".join(body))
+    document = {
+        "date": today, "command": command, "quick": quick, "sizes": sizes,
+        "environment": environment, "run_time_s": round(elapsed, 1),
+        "summary": summary.to_json(),
+        "sections": {key: table.to_json() for key, table in tables.items()},
+    }
+    output.with_suffix(".json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
