@@ -89,13 +89,7 @@ class StepContext:
     def master(self, user: DbCredentials) -> DbCredentials:
         """The master credential named by ``masterarn``: read-only to us. RDS's managed master
         secret holds only username and password; the rest comes from the user's secret."""
-        if not user.masterarn:
-            raise SecretFormatError(
-                f"key `masterarn` is missing in secret {self.arn}", key="masterarn",
-                secret_arn=self.arn,
-                hint="alternating users need `masterarn`: the ARN of a secret holding a user "
-                     "that can create users and grant privileges")
-        master_arn, raw = self.secrets.get_current(user.masterarn)
+        master_arn, raw = self.secrets.get_current(self.masterarn(user))
         try:
             data = json.loads(raw)
         except ValueError:
@@ -104,11 +98,18 @@ class StepContext:
             raise SecretFormatError(f"the master secret {master_arn} is not a JSON object",
                                     key="masterarn", secret_arn=self.arn,
                                     hint="the master secret needs username and password")
+        # Keys the master secret lacks (host, port, dbname, TLS) come from the user's secret.
         merged = {**user.raw, "masterarn": None, **data}
-        for key in ("engine", "host", "port", "dbname"):
-            if key not in data:
-                merged[key] = user.raw.get(key)
         return credentials_from_dict(merged, master_arn)
+
+    def masterarn(self, user: DbCredentials) -> str:
+        if not user.masterarn:
+            raise SecretFormatError(
+                f"key `masterarn` is missing in secret {self.arn}", key="masterarn",
+                secret_arn=self.arn,
+                hint="alternating users need `masterarn`: the ARN of a secret holding a user "
+                     "that can create users and grant privileges")
+        return user.masterarn
 
 
 StepFunction = Callable[[StepContext], None]
@@ -118,8 +119,8 @@ def create_secret(ctx: StepContext) -> None:
     """Store a new credential as AWSPENDING. An existing pending value is kept."""
     current = ctx.current()
     adapter = ctx.adapter(current)  # an unsupported engine fails here, before any write
-    if ctx.settings.strategy == "alternating-users" and not current.masterarn:
-        ctx.master(current)  # raises the missing-key error
+    if ctx.settings.strategy == "alternating-users":
+        ctx.masterarn(current)  # a missing key fails here, before any write
     username = strategies.pending_username(ctx.settings.strategy, current, adapter,
                                            ctx.previous_username)
     pending = current.with_user(username, generate_password(ctx.settings.password_policy))
