@@ -1,0 +1,1 @@
+"""Examples that ship with the framework (see docs/writing-an-adapter.md)."""

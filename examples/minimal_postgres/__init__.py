@@ -1,0 +1,1 @@
+"""A small PostgreSQL adapter, engine ``example-postgres`` (docs/writing-an-adapter.md)."""

@@ -1,0 +1,188 @@
+"""The example plug-in adapter (examples/minimal_postgres) against the sandbox PostgreSQL: the same
+contract suite as the built-in adapters, full rotations through lambda_handler with engine
+``example-postgres``, and its entry point resolved the way an installed plug-in's would be."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import rotation.adapters
+from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.sandbox import ServerHandle
+from tests.conftest import ROOT, LeakScan
+from tests.integration.adapter_contract import AdapterContract, ContractTarget
+from tests.rig import Rig
+
+pytestmark = pytest.mark.integration
+
+ENGINE = "example-postgres"
+TARGET = "examples.minimal_postgres.adapter:MinimalPostgresAdapter"
+EXAMPLE = ROOT / "examples" / "minimal_postgres"
+
+
+@pytest.fixture(autouse=True)
+def example_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the example as the plug-in would through its entry point."""
+    monkeypatch.setattr(rotation.adapters, "BUILTIN", {**rotation.adapters.BUILTIN,
+                                                       ENGINE: TARGET})
+
+
+@pytest.fixture
+def target(pg_server: ServerHandle) -> ContractTarget:
+    return ContractTarget(engine=ENGINE, server=pg_server,
+                          create_user=pg_server.create_login_user, drop_user=pg_server.drop_user)
+
+
+class TestExampleAdapter(AdapterContract):
+    """The shared conformance suite, unchanged."""
+
+
+def can_login(server: ServerHandle, username: str, password: str) -> bool:
+    try:
+        psycopg.connect(host=server.host, port=server.port, user=username, password=password,
+                        dbname=server.dbname, sslmode="verify-full", sslrootcert=server.ca_file,
+                        connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture
+def example_rig(sm: Any, pg_server: ServerHandle, monkeypatch: pytest.MonkeyPatch,
+                leak_scan: LeakScan) -> Iterator[Callable[..., Rig]]:
+    created: list[str] = []
+
+    def build(**overrides: Any) -> Rig:
+        username = f"ex_{uuid.uuid4().hex[:10]}"
+        password = "Init-" + secrets.token_urlsafe(18)
+        leak_scan.add(password)
+        pg_server.create_login_user(username, password)
+        created.extend([username, username + "_clone"])
+        value = {"engine": ENGINE, "host": pg_server.host, "port": pg_server.port,
+                 "username": username, "password": password, "dbname": pg_server.dbname,
+                 **overrides}
+        arn = sm.create_secret(Name=username, SecretString=json.dumps(value))["ARN"]
+        service = LocalRotationService(sm)
+        service.enable_rotation(arn)
+        return Rig(sm, service, arn, pg_server, ApiCallCounter())
+
+    monkeypatch.setenv("ROTATION_CA_BUNDLE", pg_server.ca_file)
+    yield build
+    for username in reversed(created):
+        pg_server.drop_user(username)
+
+
+def test_single_user_rotation_through_the_handler(example_rig: Callable[..., Rig],
+                                                  pg_server: ServerHandle) -> None:
+    # GIVEN a secret whose engine is the plug-in's
+    rig = example_rig()
+    old = rig.value("AWSCURRENT")
+    mark = pg_server.log_position()
+
+    # WHEN Secrets Manager rotates it through lambda_handler, one warm container
+    report = rig.service.rotate(rig.arn, rig.invoke)
+
+    # THEN it rotates like a built-in engine: 2 logins, none failed, the plaintext never logged
+    assert report.succeeded, report.steps
+    counts = pg_server.login_counts(mark)
+    assert (counts.succeeded, counts.failed) == (2, 0)
+    assert rig.calls.total() <= 7, rig.calls.calls
+    new = rig.value("AWSCURRENT")
+    assert new["engine"] == ENGINE
+    assert can_login(pg_server, new["username"], new["password"])
+    assert not can_login(pg_server, old["username"], old["password"])
+    assert new["password"] not in pg_server.log_text()
+
+
+def test_alternating_users_rotation_through_the_handler(
+        example_rig: Callable[..., Rig], pg_server: ServerHandle, sm: Any,
+        monkeypatch: pytest.MonkeyPatch, leak_scan: LeakScan) -> None:
+    # GIVEN an alternating-users secret whose master is the server's admin (RDS's shape)
+    leak_scan.add(pg_server.admin_password)
+    master = sm.create_secret(Name=f"master-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(
+        {"username": pg_server.admin_user, "password": pg_server.admin_password}))["ARN"]
+    rig = example_rig(masterarn=master)
+    monkeypatch.setenv("ROTATION_STRATEGY", "alternating-users")
+    original = rig.value("AWSCURRENT")["username"]
+
+    # WHEN it rotates twice
+    first = rig.service.rotate(rig.arn, rig.invoke)
+    after_first = rig.value("AWSCURRENT")
+    second = rig.service.rotate(rig.arn, rig.invoke)
+    after_second = rig.value("AWSCURRENT")
+
+    # THEN the clone took over, then the original; both credentials log in afterwards
+    assert first.succeeded, first.steps
+    assert second.succeeded, second.steps
+    assert after_first["username"] == original + "_clone"
+    assert after_second["username"] == original
+    assert can_login(pg_server, after_second["username"], after_second["password"])
+    assert can_login(pg_server, after_first["username"], after_first["password"])
+
+
+def test_the_entry_point_resolves_to_the_adapter(tmp_path: Path) -> None:
+    # GIVEN the entry point declared in examples/minimal_postgres/pyproject.toml, installed as
+    # pip would record it (a dist-info directory on sys.path)
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"][rotation.adapters.ENTRY_POINT_GROUP]
+    assert declared == {ENGINE: TARGET}
+    dist_info = tmp_path / "rotation_example_postgres-0.1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: rotation-example-postgres\nVersion: 0.1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        f"[{rotation.adapters.ENTRY_POINT_GROUP}]\n"
+        + "".join(f"{name} = {value}\n" for name, value in declared.items()))
+
+    # WHEN a fresh interpreter (no monkeypatching) loads the engine by name
+    script = ("from rotation.adapters import available_engines, get_adapter\n"
+              f"adapter = get_adapter({ENGINE!r})\n"
+              f"print(type(adapter).__module__, type(adapter).__name__, "
+              f"available_engines()[{ENGINE!r}])")
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                         text=True, cwd=ROOT, timeout=60,
+                         env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"})
+
+    # THEN the registry found it through importlib.metadata
+    assert out.stdout.split() == ["examples.minimal_postgres.adapter", "MinimalPostgresAdapter",
+                                  TARGET]
+
+
+def test_a_server_without_tls_is_refused_before_any_login(pg_server_notls: ServerHandle,
+                                                          leak_scan: LeakScan) -> None:
+    # GIVEN a server that offers no TLS, and a credential that would log in without it
+    from rotation.adapters import get_adapter
+    from rotation.adapters.base import AdapterOptions
+    from rotation.credentials import credentials_from_dict
+    from rotation.errors import TlsError
+
+    username, password = f"ex_{uuid.uuid4().hex[:10]}", "Init-" + secrets.token_urlsafe(18)
+    leak_scan.add(password)
+    pg_server_notls.create_login_user(username, password)
+    creds = credentials_from_dict({"engine": ENGINE, "host": pg_server_notls.host,
+                                   "port": pg_server_notls.port, "username": username,
+                                   "password": password, "dbname": pg_server_notls.dbname},
+                                  "arn:aws:secretsmanager:example")
+    mark = pg_server_notls.log_position()
+    try:
+        # WHEN the example adapter connects with the default sslmode (verify-full)
+        with pytest.raises(TlsError) as info:
+            get_adapter(ENGINE, AdapterOptions(ca_bundle=pg_server_notls.ca_file)).connect(creds)
+        logins = pg_server_notls.login_counts(mark)
+    finally:
+        pg_server_notls.drop_user(username)
+
+    # THEN it failed closed, naming the fix, and the server saw no login
+    assert "ROTATION_CA_BUNDLE" in str(info.value)
+    assert logins.succeeded == 0
