@@ -137,7 +137,7 @@ def parse_secret(secret_string: str | None, secret_arn: str, *,
         )
     try:
         data = json.loads(secret_string)
-    except ValueError:
+    except (ValueError, RecursionError):
         # The JSON error text can quote the value, so it is not passed on.
         raise SecretFormatError(
             f"the value of secret {secret_arn} is not valid JSON",

@@ -103,7 +103,8 @@ class Rotation:
                 outcome = ctx.outcome
         except RotationError as exc:
             failure = exc
-            logger.error(f"{event.step} failed: {exc}", extra=_failure(exc, started))
+            logger.error(f"{event.step} failed: {exc}",
+                         extra={**_failure(exc, started), "engine": ctx.engine if ctx else None})
             raise
         except Exception as exc:  # a bug or an unmapped driver error: still say where
             failure = exc

@@ -518,7 +518,9 @@ def check_pg_libpq(d: Doctor) -> CheckResult:
         return _result(name, "fail", "psycopg is not installed here",
                        "pip install 'rotation[postgres]' (the function needs the postgres layer)")
     version = psycopg.pq.version()
-    shown = f"{version // 10000}.{version % 10000}"
+    # libpq numbers versions MMmmpp before 10 (90600 = 9.6) and MM00mm from 10 (180000 = 18.0)
+    shown = (f"{version // 10000}.{version % 10000}" if version >= MIN_LIBPQ_FOR_SCRAM
+             else f"{version // 10000}.{version // 100 % 100}")
     if version < MIN_LIBPQ_FOR_SCRAM:
         return _result(name, "fail", f"psycopg uses libpq {shown}, which cannot do "
                        "SCRAM-SHA-256", "install psycopg[binary] (bundles a current libpq)")

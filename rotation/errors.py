@@ -20,7 +20,10 @@ class RotationError(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
-        return f"{self.message}. {self.hint}" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        ends = "" if self.message.rstrip().endswith((".", "?", "!")) else "."
+        return f"{self.message.rstrip()}{ends} {self.hint}"
 
 
 class ConfigError(RotationError):
@@ -77,6 +80,12 @@ class UnsupportedEngineError(RotationError):
     """No adapter is registered for the secret's engine."""
 
     category = "secret format"
+
+
+class AdapterLoadError(UnsupportedEngineError):
+    """The engine's adapter is registered but cannot be imported (its driver layer is missing)."""
+
+    category = "configuration"
 
 
 class AwsError(RotationError):
@@ -152,6 +161,7 @@ class PrivilegeError(DatabaseError):
 
 
 __all__ = [
+    "AdapterLoadError",
     "AwsError",
     "AwsPermissionError",
     "ConcurrentUpdateError",

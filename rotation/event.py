@@ -30,24 +30,27 @@ class RotationEvent(Mapping[str, Any]):
         if not isinstance(event, Mapping):
             raise EventError(f"the event must be a JSON object, not {type(event).__name__}",
                              hint="invoke with keys Step, SecretId, ClientRequestToken")
-        step = _required(event, "Step")
+        # Name the secret in every error when the event says which one it is.
+        raw_id = event.get("SecretId")
+        where = (f" (secret {raw_id})" if isinstance(raw_id, str) and raw_id.strip()
+                 and len(raw_id) <= MAX_SECRET_ID else "")
+        step = _required(event, "Step", where)
         if step not in STEPS:
-            raise UnknownStepError(f"unknown step {step[:64]!r}",
+            raise UnknownStepError(f"unknown step {step[:64]!r}{where}",
                                    hint="valid steps are " + ", ".join(STEPS))
-        secret_id = _required(event, "SecretId")
+        secret_id = _required(event, "SecretId", where)
         if len(secret_id) > MAX_SECRET_ID:
             raise EventError(f"event key `SecretId` is longer than {MAX_SECRET_ID} characters",
                              hint="pass the secret's ARN")
-        token = _required(event, "ClientRequestToken")
+        token = _required(event, "ClientRequestToken", where)
         if not 32 <= len(token) <= 64:
-            raise EventError(f"event key `ClientRequestToken` must be 32-64 characters long "
-                             f"(secret {secret_id})",
-                             hint="pass the version id Secrets Manager sent")
+            raise EventError(f"event key `ClientRequestToken` must be 32-64 characters long"
+                             f"{where}", hint="pass the version id Secrets Manager sent")
         rotation_token = event.get("RotationToken")
         if rotation_token is not None:
             if not isinstance(rotation_token, str) or not 1 <= len(rotation_token) <= MAX_TOKEN:
                 raise EventError(f"event key `RotationToken` must be a string of at most "
-                                 f"{MAX_TOKEN} characters (secret {secret_id})",
+                                 f"{MAX_TOKEN} characters{where}",
                                  hint="pass the RotationToken Secrets Manager sent, unchanged")
             _redact.register(rotation_token)
         return cls(step, secret_id, token, rotation_token)
@@ -79,12 +82,12 @@ class RotationEvent(Mapping[str, Any]):
         return str(masked)
 
 
-def _required(event: Mapping[Any, Any], key: str) -> str:
+def _required(event: Mapping[Any, Any], key: str, where: str) -> str:
     value = event.get(key)
     if value is None:
-        raise EventError(f"event key `{key}` is missing",
+        raise EventError(f"event key `{key}` is missing{where}",
                          hint="Secrets Manager sends Step, SecretId and ClientRequestToken")
     if not isinstance(value, str) or not value.strip():
-        raise EventError(f"event key `{key}` must be a non-empty string",
+        raise EventError(f"event key `{key}` must be a non-empty string{where}",
                          hint="Secrets Manager sends Step, SecretId and ClientRequestToken")
     return value

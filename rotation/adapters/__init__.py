@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, cast
 
-from rotation.errors import UnsupportedEngineError
+from rotation.errors import AdapterLoadError, UnsupportedEngineError
 
 if TYPE_CHECKING:
     from rotation.adapters.base import AdapterOptions, DatabaseAdapter
@@ -48,7 +48,7 @@ def load_adapter_class(engine: str) -> type[DatabaseAdapter]:
         module = importlib.import_module(module_name)
         return cast("type[DatabaseAdapter]", getattr(module, class_name))
     except (ImportError, AttributeError) as exc:
-        raise UnsupportedEngineError(
+        raise AdapterLoadError(
             f"the adapter {target} for engine {engine!r} cannot be loaded: "
             f"{type(exc).__name__}: {exc}",
             hint="deploy the driver layer for this engine (layers/) or pip install "

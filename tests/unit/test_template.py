@@ -68,6 +68,9 @@ CONTRACT_ENV = {
     "EXCLUDE_UPPERCASE",
     "EXCLUDE_LOWERCASE",
     "REQUIRE_EACH_INCLUDED_TYPE",
+    # the framework's own settings (rotation/config.py), beyond AWS's names
+    "ROTATION_DB_CONNECT_TIMEOUT",
+    "ROTATION_MYSQL_DUAL_PASSWORD",
 }
 SECRET_KEYS = {
     "engine",
