@@ -1341,7 +1341,9 @@ class MySQLAdapter:
             "charset": "utf8mb4",
             "autocommit": True,
             "connect_timeout": self.options.connect_timeout,
-            "read_timeout": self.options.statement_timeout,
+            # The greeting, TLS handshake and authentication are reads: bound them by the
+            # connect timeout too (connect() switches to the statement timeout after login).
+            "read_timeout": min(self.options.connect_timeout, self.options.statement_timeout),
             "write_timeout": self.options.statement_timeout,
         }
         if credentials.dbname:
@@ -1366,6 +1368,8 @@ class MySQLAdapter:
         except (pymysql.err.Error, OSError, RuntimeError) as exc:
             error = map_connect_error(exc, credentials, self.options)
         else:
+            # PyMySQL re-applies _read_timeout before each read; it has no public setter.
+            conn._read_timeout = self.options.statement_timeout
             return MySQLSession(conn, credentials, self.options)
         raise error  # outside the except block: no driver exception in __context__
 

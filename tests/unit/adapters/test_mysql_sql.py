@@ -891,13 +891,13 @@ def test_connect_arguments() -> None:
     adapter = MySQLAdapter(AdapterOptions(connect_timeout=3.0, statement_timeout=7.0))
     kwargs = adapter.connect_kwargs(creds(password="pä55-wörd-xyz", dbname="shop"))
     # THEN the password is UTF-8 bytes (PyMySQL would encode str as latin-1), TLS is a verifying
-    # context, and the timeouts come from the options
+    # context, and the timeouts come from the options (the login's reads use the connect timeout)
     assert kwargs["password"] == "pä55-wörd-xyz".encode()
     assert isinstance(kwargs["ssl"], ssl.SSLContext)
     assert kwargs["ssl"].check_hostname
     assert kwargs["ssl"].verify_mode == ssl.CERT_REQUIRED
     assert (kwargs["connect_timeout"], kwargs["read_timeout"], kwargs["write_timeout"]) == \
-        (3.0, 7.0, 7.0)
+        (3.0, 3.0, 7.0)
     assert kwargs["database"] == "shop"
     assert kwargs["autocommit"] is True
     assert "database" not in adapter.connect_kwargs(creds())
