@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from rotation.errors import ConfigError
 
@@ -62,9 +63,16 @@ class Settings:
         if ca_bundle is not None and not os.path.isfile(ca_bundle):
             raise ConfigError(f"{CA_BUNDLE} names {ca_bundle!r}, which is not a readable file",
                               hint="point it at a PEM bundle shipped with the function or a layer")
+        endpoint = env.get(ENDPOINT, "").strip() or None
+        if endpoint is not None:
+            parsed = urlsplit(endpoint)
+            if parsed.scheme not in ("https", "http") or not parsed.hostname:
+                raise ConfigError(f"{ENDPOINT} is {endpoint[:100]!r}, not an http(s) URL",
+                                  hint=f"set {ENDPOINT} to e.g. "
+                                       "https://secretsmanager.eu-west-1.amazonaws.com")
         return cls(
             strategy=strategy,
-            endpoint_url=env.get(ENDPOINT, "").strip() or None,
+            endpoint_url=endpoint,
             ca_bundle=ca_bundle,
             connect_timeout=_number(env, CONNECT_TIMEOUT, 5.0, 0.5, 60.0),
             mysql_dual_password=_flag(env, DUAL_PASSWORD, False),

@@ -20,7 +20,14 @@ from rotation.errors import (
 )
 from rotation.event import STEPS, RotationEvent
 from rotation.logs import logger
-from rotation.secrets import CURRENT, PENDING, SecretsManager, SecretState
+from rotation.secrets import (
+    CONNECT_TIMEOUT_S,
+    CURRENT,
+    PENDING,
+    READ_TIMEOUT_S,
+    SecretsManager,
+    SecretState,
+)
 from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction
 
 if TYPE_CHECKING:
@@ -39,9 +46,10 @@ def make_client(settings: Settings) -> SecretsManagerClient:
     import boto3
     from botocore.config import Config
 
-    # Worst case 2 x (3 + 5) s: well inside the 30 s function timeout of the template.
-    config = Config(connect_timeout=3, read_timeout=5,
-                    retries={"total_max_attempts": 2, "mode": "standard"})
+    # Secrets Manager answers in milliseconds; short attempts leave room for retries, and the
+    # wrapper's deadline check stops a new attempt that could outlast the invocation.
+    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                    retries={"total_max_attempts": 3, "mode": "standard"})
     client: SecretsManagerClient = boto3.client(
         "secretsmanager", endpoint_url=settings.endpoint_url, config=config)
     return client
@@ -90,8 +98,11 @@ class Rotation:
         ctx: StepContext | None = None
         secret_arn = event.secret_id
         failure: BaseException | None = None
+        remaining = _remaining_seconds(context)
+        self.secrets.deadline = (None if remaining is None
+                                 else time.monotonic() + remaining - SAFETY_MARGIN_S)
         try:
-            adapters = self._adapters_within(_remaining_seconds(context), event.step)
+            adapters = self._adapters_within(remaining, event.step)
             state = self.secrets.describe(event.secret_id)
             secret_arn = state.arn
             logger.append_keys(secret_arn=state.arn)

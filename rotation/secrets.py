@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,10 +16,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rotation import _redact
-from rotation.errors import AwsError, AwsPermissionError, RotationTimeoutError
+from rotation.errors import AwsError, AwsPermissionError, RotationTimeoutError, SecretFormatError
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# Client timeouts (rotation.dispatcher.make_client): one request attempt takes at most this long.
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 3.0
+ATTEMPT_BOUND_S = CONNECT_TIMEOUT_S + READ_TIMEOUT_S
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
@@ -58,6 +64,22 @@ class SecretsManager:
     def __init__(self, client: SecretsManagerClient) -> None:
         self.client = client
         self._values: dict[tuple[str, str], str] = {}
+        #: (secret ARN, rotation token) -> the AWSCURRENT version the rotation last worked from,
+        #: as seen by this container; finishSecret refuses to move AWSCURRENT off another one
+        self.sources: dict[tuple[str, str], str] = {}
+        #: time.monotonic() after which no new request may start (the Lambda's remaining time
+        #: less a margin); set per invocation by the dispatcher, None when unknown
+        self.deadline: float | None = None
+        # First, so it runs before any handler that answers the request (moto's, in tests).
+        client.meta.events.register_first("before-send.secrets-manager", self._check_deadline)
+
+    def _check_deadline(self, **_: Any) -> None:
+        if self.deadline is not None and time.monotonic() + ATTEMPT_BOUND_S > self.deadline:
+            raise RotationTimeoutError(
+                "not enough of the Lambda's time is left for another Secrets Manager request "
+                f"(each may take {ATTEMPT_BOUND_S:.0f} s)",
+                hint="the endpoint is slow or unreachable: in a VPC, add a Secrets Manager VPC "
+                     "endpoint or a NAT gateway; or raise the function's Timeout")
 
     def describe(self, secret_id: str) -> SecretState:
         response = self._call("DescribeSecret", secret_id, SecretId=secret_id)
@@ -81,10 +103,7 @@ class SecretsManager:
         response = self._call("GetSecretValue", arn, **kwargs)
         value: str | None = response.get("SecretString")
         if value is None:
-            raise SecretNotFoundError(f"version {version_id[:8]} of secret {arn} has no "
-                                      "SecretString (binary secrets cannot be rotated)",
-                                      code="NoSecretString",
-                                      hint="store the credential as a JSON SecretString")
+            raise _binary(arn, f"version {version_id[:8]} of secret {arn}")
         self._remember(arn, version_id, value)
         return value
 
@@ -95,9 +114,7 @@ class SecretsManager:
                               VersionStage=CURRENT)
         value: str | None = response.get("SecretString")
         if value is None:
-            raise SecretNotFoundError(f"secret {secret_id} has no SecretString",
-                                      code="NoSecretString",
-                                      hint="store the credential as a JSON SecretString")
+            raise _binary(secret_id, f"secret {secret_id}")
         self._remember(response["ARN"], response["VersionId"], value)
         return response["ARN"], value
 
@@ -135,6 +152,9 @@ class SecretsManager:
             response: dict[str, Any] = method(**kwargs)
         except ClientError as exc:
             raise _translate(operation, secret_id, exc) from None
+        except RotationTimeoutError as exc:  # from the deadline check: say which call and secret
+            raise RotationTimeoutError(f"{operation} on secret {secret_id}: {exc.message}",
+                                       hint=exc.hint) from None
         except BotoCoreError as exc:
             # Endpoint and timeout failures: no secret in these messages, but keep it short.
             name = type(exc).__name__
@@ -154,6 +174,12 @@ _SNAKE = {
     "PutSecretValue": "put_secret_value",
     "UpdateSecretVersionStage": "update_secret_version_stage",
 }
+
+
+def _binary(arn: str, what: str) -> SecretFormatError:
+    return SecretFormatError(f"{what} holds SecretBinary, not a SecretString: binary secrets "
+                             "cannot be rotated", secret_arn=arn,
+                             hint="store the credential as a JSON SecretString")
 
 
 def _translate(operation: str, secret_id: str, exc: ClientError) -> AwsError:
@@ -179,7 +205,7 @@ def _register_secret_values(value: str) -> None:
     _redact.register(value)
     try:
         data = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     if isinstance(data, dict):
         _redact.register(*(str(v) for k, v in data.items()

@@ -17,6 +17,7 @@ from rotation.errors import (
     ConcurrentUpdateError,
     LoginError,
     SecretFormatError,
+    UnsupportedEngineError,
 )
 from rotation.event import RotationEvent
 from rotation.logs import logger
@@ -64,6 +65,7 @@ class StepContext:
             raise SecretFormatError(f"secret {self.arn} has no AWSCURRENT version",
                                     secret_arn=self.arn,
                                     hint="store the credential with PutSecretValue first")
+        self.secrets.sources[(self.arn, self.token)] = version_id
         return self.credentials(version_id, CURRENT)
 
     def pending(self) -> DbCredentials:
@@ -84,22 +86,46 @@ class StepContext:
             logger.warning(f"TLS is disabled by the secret (`ssl`: false or `sslmode`: disable) "
                            f"for {credentials.host}:{credentials.port}; the password travels "
                            "in plaintext", extra={"cause": "tls"})
-        return self.adapters.get(credentials.engine)
+        try:
+            return self.adapters.get(credentials.engine)
+        except UnsupportedEngineError as exc:
+            raise type(exc)(f"{exc.message} (secret {self.arn})", hint=exc.hint) from None
 
     def master(self, user: DbCredentials) -> DbCredentials:
         """The master credential named by ``masterarn``: read-only to us. RDS's managed master
         secret holds only username and password; the rest comes from the user's secret."""
-        master_arn, raw = self.secrets.get_current(self.masterarn(user))
+        masterarn = self.masterarn(user)
+        try:
+            master_arn, raw = self.secrets.get_current(masterarn)
+        except SecretNotFoundError:
+            raise SecretFormatError(
+                f"key `masterarn` of secret {self.arn} names {masterarn}, which does not exist",
+                key="masterarn", secret_arn=self.arn,
+                hint="set `masterarn` to the ARN of the master user's secret") from None
+        except AwsError as exc:
+            raise type(exc)(f"cannot read the master secret {masterarn} named by `masterarn` in "
+                            f"secret {self.arn}: {exc.message}", code=exc.code,
+                            hint=exc.hint or "check `masterarn` and the function's read access "
+                                             "to that secret") from None
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
             raise SecretFormatError(f"the master secret {master_arn} is not a JSON object",
                                     key="masterarn", secret_arn=self.arn,
                                     hint="the master secret needs username and password")
-        # Keys the master secret lacks (host, port, dbname, TLS) come from the user's secret.
-        merged = {**user.raw, "masterarn": None, **data}
+        for key in ("username", "password"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise SecretFormatError(
+                    f"key `{key}` is missing in the master secret {master_arn} (named by "
+                    f"`masterarn` in secret {self.arn})", key=key, secret_arn=master_arn,
+                    hint="the master secret needs the master user's username and password")
+        # Only where to connect comes from the user's secret, when the master secret (RDS's
+        # managed master secret holds just username and password) does not say.
+        where = {k: user.raw[k] for k in _CONNECTION_KEYS if k in user.raw}
+        merged = {**where, **{k: data[k] for k in (*_CONNECTION_KEYS, "username", "password")
+                              if k in data}}
         return credentials_from_dict(merged, master_arn)
 
     def masterarn(self, user: DbCredentials) -> str:
@@ -112,6 +138,8 @@ class StepContext:
         return user.masterarn
 
 
+_CONNECTION_KEYS = ("engine", "host", "port", "dbname", "ssl", "sslmode")
+
 StepFunction = Callable[[StepContext], None]
 
 
@@ -121,6 +149,7 @@ def create_secret(ctx: StepContext) -> None:
     adapter = ctx.adapter(current)  # an unsupported engine fails here, before any write
     if ctx.settings.strategy == "alternating-users":
         ctx.masterarn(current)  # a missing key fails here, before any write
+    strategies.check_username_length(current.username, adapter, ctx.arn)
     username = strategies.pending_username(ctx.settings.strategy, current, adapter,
                                            ctx.previous_username)
     pending = current.with_user(username, generate_password(ctx.settings.password_policy))
@@ -219,6 +248,16 @@ def test_secret(ctx: StepContext) -> None:
 def finish_secret(ctx: StepContext) -> None:
     """Move AWSCURRENT to the new version, compare-and-set against the version that held it."""
     current_id = ctx.state.version_with(CURRENT)
+    source = ctx.secrets.sources.get((ctx.arn, ctx.token))
+    if source is not None and current_id != source:
+        # Another writer made its own version AWSCURRENT after this rotation set and tested the
+        # new password against the previous one: moving the label now would replace a credential
+        # nobody tested. Secrets Manager retries the rotation, which then starts from it.
+        raise ConcurrentUpdateError(
+            f"AWSCURRENT of secret {ctx.arn} moved to version {(current_id or '')[:8]} while "
+            f"this rotation worked from version {source[:8]}; not overwriting it",
+            hint="Secrets Manager retries the rotation from the new AWSCURRENT; if it keeps "
+                 "failing, check who writes the secret and run `rotation doctor`")
     try:
         ctx.secrets.move_stage(ctx.arn, CURRENT, to_version=ctx.token, from_version=current_id)
     except AwsError as exc:

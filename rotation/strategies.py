@@ -70,6 +70,17 @@ def pair_base(current_username: str, pending_username: str, adapter: DatabaseAda
     return current_username
 
 
+def check_username_length(username: str, adapter: DatabaseAdapter, secret_arn: str) -> None:
+    """Refuse, before anything is written, a user name the engine would refuse or truncate."""
+    unit = getattr(adapter, "username_length_unit", "characters")
+    size = len(username.encode()) if unit == "bytes" else len(username)
+    if size > adapter.max_username_length:
+        raise SecretFormatError(
+            f"key `username` is {size} {unit} long in secret {secret_arn}; the "
+            f"{adapter.family} engine allows {adapter.max_username_length}",
+            key="username", secret_arn=secret_arn, hint="use a shorter user name")
+
+
 def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCredentials,
                           adapter: DatabaseAdapter) -> None:
     """Refuse a pending version that points somewhere else than the current one."""

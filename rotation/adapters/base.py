@@ -62,7 +62,8 @@ class DatabaseAdapter(Protocol):
 
     #: engine family, e.g. "postgres" or "mysql"
     family: ClassVar[str]
-    #: longest user name the engine accepts (characters or bytes, as the engine counts)
+    #: longest user name the engine accepts, in characters (or in bytes where an adapter sets
+    #: the optional class attribute ``username_length_unit = "bytes"``, as PostgreSQL does)
     max_username_length: ClassVar[int]
 
     def __init__(self, options: AdapterOptions) -> None: ...

@@ -132,6 +132,7 @@ class PostgresSession:
 class PostgresAdapter:
     family: ClassVar[str] = "postgres"
     max_username_length: ClassVar[int] = NAMEDATALEN
+    username_length_unit: ClassVar[str] = "bytes"
 
     def __init__(self, options: AdapterOptions) -> None:
         self.options = options

@@ -135,7 +135,7 @@ def test_server_without_tls_fails_closed(pg_rig: Callable[..., Rig],
     assert "ROTATION_CA_BUNDLE" in (failed.error or "")
     counts = pg_server_notls.login_counts(mark)
     assert counts.succeeded == 0
-    assert "connection authorized" not in pg_server_notls.log_text()[mark:]
+    assert "connection authorized" not in pg_server_notls.log_text().encode()[mark:].decode()
 
 
 def test_wrong_ca_bundle_fails_closed(pg_rig: Callable[..., Rig], pg_server: Any,
