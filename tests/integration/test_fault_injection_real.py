@@ -1,7 +1,7 @@
 """The fault matrix of tests/functional/test_fault_injection.py, reduced, against the real
-PostgreSQL server (TLS, scram-sha-256): the database faults come from a wrapper around the real
-adapter, the Secrets Manager faults from botocore handlers on the function's client, and every
-invariant is checked by real logins.
+PostgreSQL (TLS, scram-sha-256) and MariaDB (TLS, require_secure_transport) servers: the
+database faults come from a wrapper around the real adapter, the Secrets Manager faults from
+botocore handlers on the function's client, and every invariant is checked by real logins.
 
 Run with ``-rP`` to see the table and the count of injection points.
 """
@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-import psycopg
 import pytest
 
 import rotation.adapters
 from rotation import handler
-from rotation.adapters.postgres import PostgresAdapter, PostgresSession
-from rotation.credentials import DbCredentials
+from rotation.adapters import get_adapter
+from rotation.adapters.base import AdapterOptions, DatabaseSession
+from rotation.adapters.mysql import MySQLAdapter
+from rotation.adapters.postgres import PostgresAdapter
+from rotation.credentials import DbCredentials, credentials_from_dict
+from rotation.errors import LoginError
 from rotation.local import LocalRotationService
 from tests.conftest import LeakScan
 from tests.fault_harness import (
@@ -45,9 +48,9 @@ def _observe(operation: str) -> None:
 
 
 class TracedSession:
-    """The real PostgresSession; each operation is announced first (a fault raises there)."""
+    """The real session; each operation is announced first (a fault raises there)."""
 
-    def __init__(self, inner: PostgresSession) -> None:
+    def __init__(self, inner: DatabaseSession) -> None:
         self._inner = inner
 
     def ping(self) -> None:
@@ -85,6 +88,16 @@ class TracedPostgresAdapter(PostgresAdapter):
         return TracedSession(super().connect(credentials))
 
 
+class TracedMySQLAdapter(MySQLAdapter):
+    def connect(self, credentials: DbCredentials) -> TracedSession:  # type: ignore[override]
+        _observe("connect")
+        return TracedSession(super().connect(credentials))
+
+
+TRACED = {"postgres": "TracedPostgresAdapter", "mariadb": "TracedMySQLAdapter"}
+SERVERS = {"postgres": "pg_server", "mariadb": "mariadb_server"}
+
+
 def log_since(server: Any, mark: int) -> str:
     """The server log after byte offset ``mark`` (log_position() counts bytes; the log holds
     non-ASCII role names, so slicing the decoded text by it would start too late)."""
@@ -92,21 +105,27 @@ def log_since(server: Any, mark: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def can_login(server: Any, username: str, password: str) -> bool:
+def can_login(engine: str, server: Any, username: str, password: str) -> bool:
+    """A verified TLS login through the untraced built-in adapter."""
+    creds = credentials_from_dict({"engine": engine, "host": server.host, "port": server.port,
+                                   "username": username, "password": password,
+                                   "dbname": server.dbname}, "arn:check")
+    adapter = (PostgresAdapter if engine == "postgres" else MySQLAdapter)(
+        AdapterOptions(ca_bundle=server.ca_file))
     try:
-        psycopg.connect(host=server.host, port=server.port, user=username, password=password,
-                        dbname=server.dbname, sslmode="verify-full",
-                        sslrootcert=server.ca_file, connect_timeout=5).close()
-    except psycopg.OperationalError:
+        adapter.connect(creds).close()
+    except LoginError:
         return False
     return True
 
 
-class PgBench:
-    """Secrets on moto, users on the real PostgreSQL server."""
+class RealBench:
+    """Secrets on moto, users on a real database server."""
 
-    def __init__(self, sm: Any, server: Any, strategy: str, leak_scan: LeakScan) -> None:
+    def __init__(self, sm: Any, engine: str, server: Any, strategy: str,
+                 leak_scan: LeakScan) -> None:
         self.sm, self.server, self.strategy, self.leak_scan = sm, server, strategy, leak_scan
+        self.engine = engine
         self.service = LocalRotationService(sm)
         self.tracer = Tracer()
         self.created: list[str] = []
@@ -120,11 +139,11 @@ class PgBench:
 
     def _user(self, prefix: str) -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        self.created.extend([name, name + "_clone"])
+        self.created.extend([name, get_adapter(self.engine).clone_username(name)])
         return name
 
     def _base(self) -> dict[str, Any]:
-        return {"engine": "postgres", "host": self.server.host, "port": self.server.port,
+        return {"engine": self.engine, "host": self.server.host, "port": self.server.port,
                 "dbname": self.server.dbname}
 
     def fresh(self) -> str:
@@ -140,20 +159,23 @@ class PgBench:
         return arn
 
     def logs_in(self, username: str, password: str) -> bool:
-        return can_login(self.server, username, password)
+        return can_login(self.engine, self.server, username, password)
 
     def drop_users(self) -> None:
         for name in reversed(self.created):
             self.server.drop_user(name)
 
 
-@pytest.fixture
-def traced_postgres(monkeypatch: pytest.MonkeyPatch, pg_server: Any) -> Iterator[None]:
+@pytest.fixture(params=sorted(SERVERS))
+def traced(request: pytest.FixtureRequest,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """(engine, server), with the engine's adapter replaced by its traced subclass."""
+    engine: str = request.param
+    server = request.getfixturevalue(SERVERS[engine])
     monkeypatch.setattr(rotation.adapters, "BUILTIN", {
-        **rotation.adapters.BUILTIN,
-        "postgres": f"{__name__}:TracedPostgresAdapter"})
-    monkeypatch.setenv("ROTATION_CA_BUNDLE", pg_server.ca_file)
-    yield
+        **rotation.adapters.BUILTIN, engine: f"{__name__}:{TRACED[engine]}"})
+    monkeypatch.setenv("ROTATION_CA_BUNDLE", server.ca_file)
+    yield engine, server
     OBSERVERS.clear()
 
 
@@ -168,16 +190,17 @@ MODES = ("resume/warm", "restart/cold")
 
 
 @pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
-def test_every_fault_converges_on_real_postgres(sm: Any, pg_server: Any, traced_postgres: None,
-                                                leak_scan: LeakScan,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                strategy: str) -> None:
-    # GIVEN secrets for real PostgreSQL users, rotated by `strategy`
+def test_every_fault_converges_on_a_real_server(sm: Any, traced: tuple[str, Any],
+                                               leak_scan: LeakScan,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               strategy: str) -> None:
+    # GIVEN secrets for real database users, rotated by `strategy`
+    engine, server = traced
     monkeypatch.setenv("ROTATION_STRATEGY", strategy)
-    bench = PgBench(sm, pg_server, strategy, leak_scan)
+    bench = RealBench(sm, engine, server, strategy, leak_scan)
     OBSERVERS.append(bench.tracer.on_db)
-    harness = Harness(bench, leak_scan, f"pg {strategy}")
-    mark = pg_server.log_position()
+    harness = Harness(bench, leak_scan, f"{engine} {strategy}")
+    mark = server.log_position()
     try:
         # WHEN each operation of a clean rotation fails in turn, with each fault kind, and the
         # rotation is retried (each row in one retry mode, the modes taken in turn)
@@ -195,7 +218,7 @@ def test_every_fault_converges_on_real_postgres(sm: Any, pg_server: Any, traced_
         "\n".join(problems[:40])
     # ... and the server never received a password in plaintext (its log has every statement;
     # it shows SCRAM verifiers, which are not secrets the leak scan should flag)
-    server_log = log_since(pg_server, mark)
+    server_log = log_since(server, mark)
     passwords = [p for p in _stored_passwords(sm) if p in server_log]
     assert not passwords, f"{len(passwords)} password(s) in plaintext in the server log"
 
