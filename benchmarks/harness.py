@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rotation import handler
-from rotation.local import ApiCallCounter, LocalRotationService, RotationReport
+from rotation.local import ApiCallCounter, LocalLambdaContext, LocalRotationService, RotationReport
 from rotation.sandbox import ServerHandle
 
 Mode = Literal["warm", "cold", "shared"]
@@ -36,19 +36,7 @@ OPERATIONS: tuple[str, ...] = ("DescribeSecret", "GetSecretValue", "PutSecretVal
                                "UpdateSecretVersionStage")
 
 
-class LambdaContext:
-    """The few attributes of a Lambda context object anything might read."""
-
-    function_name = "rotation-bench"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:rotation-bench"
-    memory_limit_in_mb = 256
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/rotation-bench"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+LambdaContext = LocalLambdaContext
 
 
 @contextlib.contextmanager

@@ -209,13 +209,13 @@ def cmd_invoke(args: argparse.Namespace, printer: Printer) -> int:
         printer.error("--secret and --engine only apply with --local")
         return EXIT_USAGE
     from rotation import handler
-    from rotation.demo import LambdaContext
+    from rotation.local import LocalLambdaContext
 
     with aws_env(args.region, args.endpoint_url), function_logs(True):
         handler.reset()
         started = time.perf_counter()
         try:
-            result = handler.lambda_handler(event, LambdaContext())
+            result = handler.lambda_handler(event, LocalLambdaContext())
         except RotationError as exc:
             printer.error(f"{event.get('Step')} failed: {exc.message}", exc.hint)
             return EXIT_FAILED

@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 from unittest import mock
 
 from rotation import _redact, handler
-from rotation.adapters import get_adapter, load_adapter_class
-from rotation.adapters.base import AdapterOptions
+from rotation.adapters import load_adapter_class
 from rotation.config import CA_BUNDLE, ENDPOINT, STRATEGY, PasswordPolicy
 from rotation.credentials import ENGINE_FAMILIES, credentials_from_dict
-from rotation.errors import LoginError, RotationError, UnsupportedEngineError
+from rotation.errors import RotationError, UnsupportedEngineError
 from rotation.event import STEPS
 from rotation.local import (
     DEFAULT_REGION,
     ApiCallCounter,
+    LocalLambdaContext,
     LocalRotationService,
     RotationReport,
     StepReport,
     create_secret,
     local_stack,
+    logs_in,
 )
 from rotation.password import generate_password
 from rotation.secrets import CURRENT
@@ -168,21 +169,6 @@ def region_from_id(secret_id: str) -> str | None:
     return parts[3] if secret_id.startswith("arn:") and len(parts) > 3 and parts[3] else None
 
 
-class LambdaContext:
-    """The Lambda context the local runs pass to the handler."""
-
-    function_name = "rotation"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:rotation"
-    memory_limit_in_mb = 256
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/rotation"
-    log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @dataclass
 class LocalTarget:
     """A secret on the embedded stack, its server, and the function's API-call counter."""
@@ -204,7 +190,7 @@ class LocalTarget:
         if id(client) not in self._counted:
             self.calls.attach(client)
             self._counted.add(id(client))
-        return handler.lambda_handler(event, LambdaContext())
+        return handler.lambda_handler(event, LocalLambdaContext())
 
     def labels(self) -> dict[str, list[str]]:
         return self.service.labels(self.arn)
@@ -219,14 +205,7 @@ class LocalTarget:
 
     def logs_in(self, secret: Mapping[str, Any]) -> bool:
         """Whether the credential in ``secret`` logs in (a LoginError means no)."""
-        creds = credentials_from_dict(secret, self.arn)
-        adapter = get_adapter(creds.engine, AdapterOptions(ca_bundle=self.server.ca_file))
-        try:
-            with adapter.connect(creds) as session:
-                session.ping()
-        except LoginError:
-            return False
-        return True
+        return logs_in(credentials_from_dict(secret, self.arn), self.server.ca_file)
 
 
 def check_engine(engine: str) -> None:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from rotation import _redact
-from rotation.errors import StageError
+from rotation.credentials import DbCredentials
+from rotation.errors import LoginError, StageError
 from rotation.event import STEPS, Step
 from rotation.secrets import CURRENT, PENDING
 
@@ -44,6 +45,39 @@ def new_rotation_token() -> str:
     token = "".join(_random.choice(_TOKEN_ALPHABET) for _ in range(64))
     _redact.register(token)
     return token
+
+
+class LocalLambdaContext:
+    """The Lambda context local runs pass to the handler (the attributes anything reads)."""
+
+    function_name = "rotation"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:rotation"
+    memory_limit_in_mb = 256
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/rotation"
+    log_stream_name = "local"
+
+    def __init__(self, remaining_ms: int = 30_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def logs_in(credentials: DbCredentials, ca_bundle: str | None) -> bool:
+    """Whether ``credentials`` log in and run a query: the proof logins of local runs. A refused
+    login is False; any other failure (TLS, network) raises."""
+    from rotation.adapters import get_adapter
+    from rotation.adapters.base import AdapterOptions
+
+    adapter = get_adapter(credentials.engine, AdapterOptions(ca_bundle=ca_bundle))
+    try:
+        with adapter.connect(credentials) as session:
+            session.ping()
+    except LoginError:
+        return False
+    return True
 
 
 @dataclass

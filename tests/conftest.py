@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from rotation import handler
+from rotation.local import LocalLambdaContext
 from rotation.logs import logger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +26,8 @@ def load_event(name: str) -> dict[str, Any]:
     return data
 
 
-class FakeLambdaContext:
-    function_name = "rotation"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:rotation"
-    memory_limit_in_mb = 256
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/rotation"
-    log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+# The local runs' Lambda context (rotation.local), under the name the tests use.
+FakeLambdaContext = LocalLambdaContext
 
 
 class LogCapture:

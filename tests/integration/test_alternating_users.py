@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 
 from rotation.adapters import get_adapter
-from rotation.adapters.base import AdapterOptions
 from rotation.credentials import credentials_from_dict
-from rotation.errors import LoginError
-from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.local import ApiCallCounter, LocalRotationService, logs_in
 from tests.conftest import LeakScan, LogCapture
 from tests.rig import Rig
 
@@ -27,13 +25,7 @@ def can_login(engine: str, server: Any, username: str, password: str) -> bool:
     creds = credentials_from_dict({"engine": engine, "host": server.host, "port": server.port,
                                    "username": username, "password": password,
                                    "dbname": server.dbname}, "arn:check")
-    adapter = get_adapter(engine, AdapterOptions(ca_bundle=server.ca_file))
-    try:
-        with adapter.connect(creds) as session:
-            session.ping()
-    except LoginError:
-        return False
-    return True
+    return logs_in(creds, server.ca_file)
 
 
 @pytest.fixture(params=sorted(ENGINES))

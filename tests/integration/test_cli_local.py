@@ -22,15 +22,12 @@ from psycopg import sql
 
 import rotation.demo
 from rotation import handler
-from rotation.adapters import get_adapter
-from rotation.adapters.base import AdapterOptions
 from rotation.cli import main
 from rotation.config import PasswordPolicy, Settings
 from rotation.credentials import credentials_from_dict
 from rotation.doctor import DoctorReport, run_doctor
-from rotation.errors import LoginError
 from rotation.event import STEPS
-from rotation.local import LocalRotationService
+from rotation.local import LocalRotationService, logs_in
 from rotation.password import generate_password
 from rotation.sandbox import ServerHandle
 from tests.conftest import EVENTS, FakeLambdaContext, LeakScan
@@ -214,14 +211,7 @@ class DoctorRig:
 
     def logs_in(self, arn: str, stage: str = "AWSCURRENT") -> bool:
         raw = self.sm.get_secret_value(SecretId=arn, VersionStage=stage)["SecretString"]
-        creds = credentials_from_dict(json.loads(raw), arn)
-        adapter = get_adapter(self.engine, AdapterOptions(ca_bundle=self.server.ca_file))
-        try:
-            with adapter.connect(creds) as session:
-                session.ping()
-        except LoginError:
-            return False
-        return True
+        return logs_in(credentials_from_dict(json.loads(raw), arn), self.server.ca_file)
 
 
 @pytest.fixture(params=sorted(SERVERS))

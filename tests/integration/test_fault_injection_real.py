@@ -110,6 +110,7 @@ def can_login(engine: str, server: Any, username: str, password: str) -> bool:
     creds = credentials_from_dict({"engine": engine, "host": server.host, "port": server.port,
                                    "username": username, "password": password,
                                    "dbname": server.dbname}, "arn:check")
+    # the untraced built-in adapter, not the traced one the BUILTIN patch installs
     adapter = (PostgresAdapter if engine == "postgres" else MySQLAdapter)(
         AdapterOptions(ca_bundle=server.ca_file))
     try:

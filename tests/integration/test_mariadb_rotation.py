@@ -11,11 +11,8 @@ from typing import Any
 
 import pytest
 
-from rotation.adapters import get_adapter
-from rotation.adapters.base import AdapterOptions
 from rotation.credentials import credentials_from_dict
-from rotation.errors import LoginError
-from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.local import ApiCallCounter, LocalRotationService, logs_in
 from tests.conftest import LeakScan, LogCapture
 from tests.rig import Rig
 
@@ -24,11 +21,7 @@ def can_login(server: Any, username: str, password: str) -> bool:
     creds = credentials_from_dict({"engine": "mariadb", "host": server.host,
                                    "port": server.port, "username": username,
                                    "password": password}, "arn:check")
-    try:
-        get_adapter("mariadb", AdapterOptions(ca_bundle=server.ca_file)).connect(creds).close()
-    except LoginError:
-        return False
-    return True
+    return logs_in(creds, server.ca_file)
 
 
 @pytest.fixture
