@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench clean security-scan
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint security-scan
 	$(BIN)/python -m pytest -n 2 tests
+
+# Security scan of template.yaml. checkov pins boto3 below this project's pin, so it gets a
+# virtualenv of its own. Suppressions are justified in place (checkov:skip comments).
+CHECKOV_VENV ?= .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==3.3.30
+
+security-scan: $(CHECKOV_VENV)/bin/checkov
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet \
+		--skip-download
 
 # Cost of a rotation on the local stack (moto + throwaway TLS servers): prints the tables and writes
 # benchmarks/results-<date>.md and .json. `make bench BENCH_ARGS=--quick` for a short run.
@@ -32,7 +43,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS) --output benchmarks/results-$$(date +%F).md
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 
 # ---------------------------------------------------------------------------------------------------
 # Lambda packaging (template.yaml). `sam build` runs the build-<LogicalId> targets below with
