@@ -53,3 +53,33 @@ class Rig:
         if rotation_token:
             event["RotationToken"] = rotation_token
         return event
+
+
+class ServerRigs:
+    """Rigs for fresh users on a real (sandbox) server; ``drop_all`` removes the users."""
+
+    def __init__(self, sm: Any, leak_scan: Any) -> None:
+        self.sm = sm
+        self.leak_scan = leak_scan
+        self.created: list[tuple[Any, str]] = []
+
+    def build(self, server: Any, engine: str, prefix: str = "app", **overrides: Any) -> Rig:
+        import secrets
+        import uuid
+
+        username = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        password = "Init-" + secrets.token_urlsafe(18)
+        self.leak_scan.add(password)
+        server.create_login_user(username, password)
+        self.created.extend([(server, username), (server, username + "_clone")])
+        value = {"engine": engine, "host": server.host, "port": server.port,
+                 "username": username, "password": password, "dbname": server.dbname,
+                 **overrides}
+        arn = self.sm.create_secret(Name=username, SecretString=json.dumps(value))["ARN"]
+        service = LocalRotationService(self.sm)
+        service.enable_rotation(arn)
+        return Rig(self.sm, service, arn, server, ApiCallCounter())
+
+    def drop_all(self) -> None:
+        for server, username in reversed(self.created):
+            server.drop_user(username)

@@ -12,6 +12,7 @@ root the servers run as an unprivileged OS user, who cannot enter pytest's ``070
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -40,3 +41,13 @@ def pg_server_notls(sandbox: Sandbox) -> ServerHandle:
 def mariadb_server(sandbox: Sandbox) -> ServerHandle:
     """MariaDB: TLS on, ``require_secure_transport=ON``."""
     return sandbox.mariadb()
+
+
+@pytest.fixture
+def server_rigs(sm: Any, leak_scan: Any) -> Iterator[Any]:
+    """Builds rigs (secret on moto + user on a sandbox server); drops the users afterwards."""
+    from tests.rig import ServerRigs
+
+    rigs = ServerRigs(sm, leak_scan)
+    yield rigs
+    rigs.drop_all()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import psycopg
 import pytest
 
 import rotation.adapters
-from rotation.local import ApiCallCounter, LocalRotationService
 from rotation.sandbox import ServerHandle
 from tests.conftest import ROOT, LeakScan
 from tests.integration.adapter_contract import AdapterContract, ContractTarget
@@ -59,28 +58,15 @@ def can_login(server: ServerHandle, username: str, password: str) -> bool:
 
 
 @pytest.fixture
-def example_rig(sm: Any, pg_server: ServerHandle, monkeypatch: pytest.MonkeyPatch,
-                leak_scan: LeakScan) -> Iterator[Callable[..., Rig]]:
-    created: list[str] = []
+def example_rig(server_rigs: Any, pg_server: ServerHandle,
+                monkeypatch: pytest.MonkeyPatch) -> Callable[..., Rig]:
+    monkeypatch.setenv("ROTATION_CA_BUNDLE", pg_server.ca_file)
 
     def build(**overrides: Any) -> Rig:
-        username = f"ex_{uuid.uuid4().hex[:10]}"
-        password = "Init-" + secrets.token_urlsafe(18)
-        leak_scan.add(password)
-        pg_server.create_login_user(username, password)
-        created.extend([username, username + "_clone"])
-        value = {"engine": ENGINE, "host": pg_server.host, "port": pg_server.port,
-                 "username": username, "password": password, "dbname": pg_server.dbname,
-                 **overrides}
-        arn = sm.create_secret(Name=username, SecretString=json.dumps(value))["ARN"]
-        service = LocalRotationService(sm)
-        service.enable_rotation(arn)
-        return Rig(sm, service, arn, pg_server, ApiCallCounter())
+        rig: Rig = server_rigs.build(pg_server, ENGINE, prefix="ex", **overrides)
+        return rig
 
-    monkeypatch.setenv("ROTATION_CA_BUNDLE", pg_server.ca_file)
-    yield build
-    for username in reversed(created):
-        pg_server.drop_user(username)
+    return build
 
 
 def test_single_user_rotation_through_the_handler(example_rig: Callable[..., Rig],

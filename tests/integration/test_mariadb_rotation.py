@@ -3,17 +3,15 @@ require_secure_transport=ON and the general log on: the same figures as PostgreS
 
 from __future__ import annotations
 
-import json
-import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from rotation.credentials import credentials_from_dict
-from rotation.local import ApiCallCounter, LocalRotationService, logs_in
-from tests.conftest import LeakScan, LogCapture
+from rotation.local import logs_in
+from tests.conftest import LogCapture
 from tests.rig import Rig
 
 
@@ -25,27 +23,15 @@ def can_login(server: Any, username: str, password: str) -> bool:
 
 
 @pytest.fixture
-def maria_rig(sm: Any, mariadb_server: Any, monkeypatch: pytest.MonkeyPatch,
-              leak_scan: LeakScan) -> Iterator[Callable[..., Rig]]:
-    created: list[str] = []
+def maria_rig(server_rigs: Any, mariadb_server: Any,
+              monkeypatch: pytest.MonkeyPatch) -> Callable[..., Rig]:
+    monkeypatch.setenv("ROTATION_CA_BUNDLE", mariadb_server.ca_file)
 
     def build(engine: str = "mariadb") -> Rig:
-        username = f"app_{uuid.uuid4().hex[:10]}"
-        password = "Init-" + secrets.token_urlsafe(18)
-        leak_scan.add(password)
-        mariadb_server.create_login_user(username, password)
-        created.append(username)
-        value = {"engine": engine, "host": mariadb_server.host, "port": mariadb_server.port,
-                 "username": username, "password": password, "dbname": mariadb_server.dbname}
-        arn = sm.create_secret(Name=username, SecretString=json.dumps(value))["ARN"]
-        service = LocalRotationService(sm)
-        service.enable_rotation(arn)
-        return Rig(sm, service, arn, mariadb_server, ApiCallCounter())
+        rig: Rig = server_rigs.build(mariadb_server, engine)
+        return rig
 
-    monkeypatch.setenv("ROTATION_CA_BUNDLE", mariadb_server.ca_file)
-    yield build
-    for username in created:
-        mariadb_server.drop_user(username)
+    return build
 
 
 @pytest.mark.parametrize("engine", ["mariadb", "mysql"])

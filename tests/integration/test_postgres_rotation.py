@@ -3,10 +3,9 @@ scram-sha-256, hostssl-only pg_hba.conf and log_statement=all."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -14,7 +13,6 @@ import pytest
 import trustme
 
 from rotation.errors import LoginError
-from rotation.local import LocalRotationService
 from tests.conftest import LeakScan, LogCapture
 from tests.rig import Rig
 
@@ -30,30 +28,15 @@ def can_login(server: Any, username: str, password: str) -> bool:
 
 
 @pytest.fixture
-def pg_rig(sm: Any, pg_server: Any, monkeypatch: pytest.MonkeyPatch,
-           leak_scan: LeakScan) -> Iterator[Callable[..., Rig]]:
-    created: list[str] = []
+def pg_rig(server_rigs: Any, pg_server: Any,
+           monkeypatch: pytest.MonkeyPatch) -> Callable[..., Rig]:
+    monkeypatch.setenv("ROTATION_CA_BUNDLE", pg_server.ca_file)
 
     def build(server: Any = pg_server, **overrides: Any) -> Rig:
-        username = f"app_{uuid.uuid4().hex[:10]}"
-        password = "Init-" + secrets.token_urlsafe(18)
-        leak_scan.add(password)
-        server.create_login_user(username, password)
-        created.append(username)
-        value = {"engine": "postgres", "host": server.host, "port": server.port,
-                 "username": username, "password": password, "dbname": server.dbname,
-                 **overrides}
-        arn = sm.create_secret(Name=username, SecretString=json.dumps(value))["ARN"]
-        service = LocalRotationService(sm)
-        service.enable_rotation(arn)
-        from rotation.local import ApiCallCounter
+        rig: Rig = server_rigs.build(server, "postgres", **overrides)
+        return rig
 
-        return Rig(sm, service, arn, server, ApiCallCounter())
-
-    monkeypatch.setenv("ROTATION_CA_BUNDLE", pg_server.ca_file)
-    yield build
-    for username in created:
-        pg_server.drop_user(username)
+    return build
 
 
 def test_clean_rotation_warm(pg_rig: Callable[..., Rig], pg_server: Any,
