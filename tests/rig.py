@@ -83,3 +83,17 @@ class ServerRigs:
     def drop_all(self) -> None:
         for server, username in reversed(self.created):
             server.drop_user(username)
+
+
+def pg_can_login(server: Any, username: str, password: str) -> bool:
+    """A verified TLS login to a sandbox PostgreSQL with psycopg directly: a check that does not
+    go through the adapter under test."""
+    import psycopg
+
+    try:
+        psycopg.connect(host=server.host, port=server.port, user=username, password=password,
+                        dbname=server.dbname, sslmode="verify-full",
+                        sslrootcert=server.ca_file, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return False
+    return True

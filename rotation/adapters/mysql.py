@@ -1359,10 +1359,8 @@ class MySQLAdapter:
         """Log in; LoginError / TlsError / ConnectError / DbTimeoutError on failure. No retry
         and never a retry without TLS."""
         _redact.register(credentials.password)
+        # A secret that disables TLS is warned about once per step by StepContext.adapter.
         kwargs = self.connect_kwargs(credentials)
-        if credentials.sslmode == "disable":
-            log.warning("connecting to %s:%s without TLS: the secret disables it",
-                        credentials.host, credentials.port)
         try:
             conn = pymysql.connect(**kwargs)
         except (pymysql.err.Error, OSError, RuntimeError) as exc:

@@ -14,14 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 import rotation.adapters
 from rotation.sandbox import ServerHandle
 from tests.conftest import ROOT, LeakScan
 from tests.integration.adapter_contract import AdapterContract, ContractTarget
-from tests.rig import Rig
+from tests.rig import Rig, pg_can_login
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +46,6 @@ class TestExampleAdapter(AdapterContract):
     """The shared conformance suite, unchanged."""
 
 
-def can_login(server: ServerHandle, username: str, password: str) -> bool:
-    try:
-        psycopg.connect(host=server.host, port=server.port, user=username, password=password,
-                        dbname=server.dbname, sslmode="verify-full", sslrootcert=server.ca_file,
-                        connect_timeout=5).close()
-    except psycopg.OperationalError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -86,8 +77,8 @@ def test_single_user_rotation_through_the_handler(example_rig: Callable[..., Rig
     assert rig.calls.total() <= 7, rig.calls.calls
     new = rig.value("AWSCURRENT")
     assert new["engine"] == ENGINE
-    assert can_login(pg_server, new["username"], new["password"])
-    assert not can_login(pg_server, old["username"], old["password"])
+    assert pg_can_login(pg_server, new["username"], new["password"])
+    assert not pg_can_login(pg_server, old["username"], old["password"])
     assert new["password"] not in pg_server.log_text()
 
 
@@ -113,8 +104,8 @@ def test_alternating_users_rotation_through_the_handler(
     assert second.succeeded, second.steps
     assert after_first["username"] == original + "_clone"
     assert after_second["username"] == original
-    assert can_login(pg_server, after_second["username"], after_second["password"])
-    assert can_login(pg_server, after_first["username"], after_first["password"])
+    assert pg_can_login(pg_server, after_second["username"], after_second["password"])
+    assert pg_can_login(pg_server, after_first["username"], after_first["password"])
 
 
 def test_the_entry_point_resolves_to_the_adapter(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import secrets
 import time
 from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +20,7 @@ from rotation.adapters import get_adapter
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import credentials_from_dict
 from tests.conftest import LeakScan
+from tests.rig import pg_can_login
 
 NAMES = st.one_of(
     st.sampled_from(['o\'brien"; DROP ROLE postgres; --', "a\\b", "$$;SELECT 1;$$", "ROLE",
@@ -37,14 +37,6 @@ def log_since(server: Any, mark: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def can_login(server: Any, username: str, password: str) -> bool:
-    try:
-        psycopg.connect(host=server.host, port=server.port, user=username, password=password,
-                        dbname=server.dbname, sslmode="verify-full",
-                        sslrootcert=server.ca_file, connect_timeout=5).close()
-    except psycopg.OperationalError:
-        return False
-    return True
 
 
 def role_names(server: Any) -> list[str]:
@@ -76,7 +68,7 @@ def test_hostile_role_name_is_one_identifier(pg_server: Any, leak_scan: LeakScan
         with pg_server.admin_connect() as conn:
             conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
                 sql.Identifier(pg_server.dbname), sql.Identifier(clone)))
-        logged_in_first = can_login(pg_server, clone, first)
+        logged_in_first = pg_can_login(pg_server, clone, first)
         with adapter.connect(admin) as session:
             session.set_password(clone, second)
 
@@ -86,8 +78,8 @@ def test_hostile_role_name_is_one_identifier(pg_server: Any, leak_scan: LeakScan
         assert after - before == {clone}
         assert before <= after
         assert logged_in_first
-        assert can_login(pg_server, clone, second)
-        assert not can_login(pg_server, clone, first)
+        assert pg_can_login(pg_server, clone, second)
+        assert not pg_can_login(pg_server, clone, first)
         with pg_server.admin_connect() as conn:
             member = conn.execute(
                 "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "

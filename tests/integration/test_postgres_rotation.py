@@ -8,23 +8,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 import trustme
 
 from rotation.errors import LoginError
 from tests.conftest import LeakScan, LogCapture
-from tests.rig import Rig
-
-
-def can_login(server: Any, username: str, password: str) -> bool:
-    try:
-        psycopg.connect(host=server.host, port=server.port, user=username, password=password,
-                        dbname=server.dbname, sslmode="verify-full",
-                        sslrootcert=server.ca_file, connect_timeout=5).close()
-    except psycopg.OperationalError:
-        return False
-    return True
+from tests.rig import Rig, pg_can_login
 
 
 @pytest.fixture
@@ -57,8 +46,8 @@ def test_clean_rotation_warm(pg_rig: Callable[..., Rig], pg_server: Any,
     # ... the new password logs in, the old one does not, labels are right
     new = rig.value("AWSCURRENT")
     assert rig.value("AWSPREVIOUS")["password"] == old["password"]
-    assert can_login(pg_server, new["username"], new["password"])
-    assert not can_login(pg_server, old["username"], old["password"])
+    assert pg_can_login(pg_server, new["username"], new["password"])
+    assert not pg_can_login(pg_server, old["username"], old["password"])
     # ... the server stored a SCRAM verifier and never saw the plaintext
     with pg_server.admin_connect() as admin:
         stored = admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
@@ -98,7 +87,7 @@ def test_interrupted_set_secret_converges(pg_rig: Callable[..., Rig], pg_server:
     # THEN it converges on the same pending value, and AWSCURRENT logs in
     assert outcomes[:2] == ["kept", "already set"]
     new = rig.value("AWSCURRENT")
-    assert can_login(pg_server, new["username"], new["password"])
+    assert pg_can_login(pg_server, new["username"], new["password"])
 
 
 def test_server_without_tls_fails_closed(pg_rig: Callable[..., Rig],
