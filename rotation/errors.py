@@ -131,9 +131,18 @@ class DatabaseError(RotationError):
 
 
 class LoginError(DatabaseError):
-    """The database refused the credential (wrong password, unknown user, login not allowed)."""
+    """The database refused the login: wrong password, or a refusal that no password fixes
+    (login not allowed, account locked, password expired, host not allowed)."""
 
     category = "authentication"
+
+
+class PasswordRefusedError(LoginError):
+    """The server said the user name or password is wrong (PostgreSQL 28P01, MySQL 1045).
+
+    Only this refusal makes a step try another version's password: a locked account or a role
+    without LOGIN is refused whatever the password, and more attempts can trip a lock-out
+    (``FAILED_LOGIN_ATTEMPTS``)."""
 
 
 class TlsError(DatabaseError):
@@ -172,6 +181,7 @@ __all__ = [
     "EventError",
     "LoginError",
     "NotPendingError",
+    "PasswordRefusedError",
     "PrivilegeError",
     "RotationError",
     "RotationNotEnabledError",

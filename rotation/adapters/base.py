@@ -3,8 +3,9 @@
 Contract (checked by the shared suite in ``tests/integration/adapter_contract.py``):
 
 * ``connect`` is the login. It either returns an authenticated session over the TLS the
-  credential asks for, or raises: :class:`~rotation.errors.LoginError` when the server refused the
-  credential, :class:`~rotation.errors.TlsError` when TLS could not be set up or verified,
+  credential asks for, or raises: :class:`~rotation.errors.PasswordRefusedError` when the server
+  said the user name or password is wrong, :class:`~rotation.errors.LoginError` when it refused
+  the login for another reason (no LOGIN, account locked, password expired, host not allowed), :class:`~rotation.errors.TlsError` when TLS could not be set up or verified,
   :class:`~rotation.errors.ConnectError` / :class:`~rotation.errors.DbTimeoutError` when the host
   cannot be reached in time. It never retries without TLS.
 * Session methods are idempotent: running one again with the same arguments changes nothing more.

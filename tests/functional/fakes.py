@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import DbCredentials
-from rotation.errors import ConnectError, DatabaseError, LoginError, PrivilegeError
+from rotation.errors import ConnectError, DatabaseError, PasswordRefusedError, PrivilegeError
 
 
 class FakeDatabase:
@@ -95,7 +95,7 @@ class FakeAdapter:
             raise ConnectError(f"cannot connect to {credentials.host}")
         if self.db.passwords.get(credentials.username) != credentials.password:
             self.db.logins["failed"] += 1
-            raise LoginError(f"the database refused the login of {credentials.username!r}")
+            raise PasswordRefusedError(f"the database refused the login of {credentials.username!r}")
         self.db.logins["ok"] += 1
         return FakeSession(self.db, credentials.username)
 
