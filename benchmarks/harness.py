@@ -32,8 +32,8 @@ from rotation.sandbox import ServerHandle
 Mode = Literal["warm", "cold", "shared"]
 ENGINES: tuple[str, ...] = ("postgres", "mariadb")
 STRATEGIES: tuple[str, ...] = ("single-user", "alternating-users")
-OPERATIONS: tuple[str, ...] = ("DescribeSecret", "GetSecretValue", "PutSecretValue",
-                               "UpdateSecretVersionStage")
+OPERATIONS: tuple[str, ...] = ("DescribeSecret", "GetSecretValue", "ListSecretVersionIds",
+                               "PutSecretValue", "UpdateSecretVersionStage")
 
 
 LambdaContext = LocalLambdaContext

@@ -28,7 +28,7 @@ from rotation.secrets import (
     SecretsManager,
     SecretState,
 )
-from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction
+from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction, discard_retained_password
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -106,10 +106,13 @@ class Rotation:
             state = self.secrets.describe(event.secret_id)
             secret_arn = state.arn
             logger.append_keys(secret_arn=state.arn)
+            ctx = StepContext(event, state, self.settings, self.secrets, adapters)
             if self._guard(event, state):
                 outcome = "already current"
+                if event.step == "finishSecret":
+                    # a retry after the label moved: finish what the first attempt left
+                    discard_retained_password(ctx)
             else:
-                ctx = StepContext(event, state, self.settings, self.secrets, adapters)
                 self._steps[event.step](ctx)
                 outcome = ctx.outcome
         except RotationError as exc:

@@ -6,10 +6,14 @@ Secrets Manager (1) stages a value-less ``AWSPENDING`` version named by a new Cl
 the same against an in-process moto Secrets Manager (``local_stack``), for tests, ``rotation rotate
 --local``, ``rotation demo`` and the benchmarks.
 
-moto needs two corrections to behave like the service here; both live in ``local_stack`` only:
+moto needs three corrections to behave like the service here; they live in ``local_stack`` only:
 * staging a value-less AWSPENDING version has no public API, so it is done on moto's backend;
 * moto lets a second PutSecretValue overwrite an AWSPENDING version's value, where the real service
-  raises ResourceExistsException (versions are immutable). ``local_stack`` restores that rule.
+  raises ResourceExistsException (versions are immutable). ``local_stack`` restores that rule;
+* moto's ListSecretVersionIds reports "now" as every version's CreatedDate, and its dates are
+  whole seconds; the service reports when each version was made, to the millisecond.
+  ``local_stack`` keeps each version's creation time (finishSecret's cold-container check
+  compares them).
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ class LocalRotationService:
                          "`rotation doctor --fix`")
         secret.remove_version_stages_from_old_versions([PENDING])
         version = secret.versions.setdefault(token, {
-            "version_id": token, "createdate": int(time.time()), "version_stages": []})
+            "version_id": token, "createdate": time.time(), "version_stages": []})
         if PENDING not in version["version_stages"]:
             version["version_stages"].append(PENDING)
 
@@ -215,7 +219,7 @@ def local_stack(region: str = DEFAULT_REGION) -> Iterator[SecretsManagerClient]:
     from moto import mock_aws
 
     with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": region}), mock_aws(), \
-            _immutable_versions():
+            _immutable_versions(), _version_dates():
         client: SecretsManagerClient = boto3.client("secretsmanager", region_name=region)
         yield client
 
@@ -243,6 +247,37 @@ def _immutable_versions() -> Iterator[None]:
                         version_stages)
 
     with mock.patch.object(SecretsManagerBackend, "put_secret_value", put_secret_value):
+        yield
+
+
+@contextmanager
+def _version_dates() -> Iterator[None]:
+    import json
+
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    add_secret = SecretsManagerBackend._add_secret
+
+    def _add_secret(self: Any, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+        before = self.secrets[secret_id].versions if secret_id in self.secrets else {}
+        known = {id(version) for version in before.values()}
+        result = add_secret(self, secret_id, *args, **kwargs)
+        now = time.time()
+        for version in result[0].versions.values():
+            if id(version) not in known:  # made by this call: a sub-second creation time
+                version["createdate"] = now
+        return result
+
+    def list_secret_version_ids(self: Any, secret_id: str) -> str:
+        secret = self.secrets[secret_id]
+        versions = [{"VersionId": version_id, "VersionStages": version["version_stages"],
+                     "CreatedDate": version["createdate"]}
+                    for version_id, version in secret.versions.items()]
+        return json.dumps({"ARN": secret.arn, "Name": secret.name, "Versions": versions})
+
+    with mock.patch.object(SecretsManagerBackend, "_add_secret", _add_secret), \
+            mock.patch.object(SecretsManagerBackend, "list_secret_version_ids",
+                              list_secret_version_ids):
         yield
 
 

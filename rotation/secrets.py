@@ -139,6 +139,24 @@ class SecretsManager:
             kwargs["RemoveFromVersionId"] = from_version
         self._call("UpdateSecretVersionStage", arn, **kwargs)
 
+    def version_dates(self, arn: str) -> dict[str, Any]:
+        """VersionId -> CreatedDate of every version that has a staging label (one
+        ListSecretVersionIds call; a secret keeps at most 100 such versions)."""
+        dates: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"SecretId": arn, "MaxResults": 100}
+        while True:
+            response = self._call("ListSecretVersionIds", arn, **kwargs)
+            for version in response.get("Versions", []):
+                if "CreatedDate" in version:
+                    dates[version["VersionId"]] = version["CreatedDate"]
+            if not response.get("NextToken"):
+                return dates
+            kwargs["NextToken"] = response["NextToken"]
+
+    def cached(self, arn: str, version_id: str | None) -> str | None:
+        """A value this container already holds, without a call (None when it holds none)."""
+        return None if version_id is None else self._values.get((arn, version_id))
+
     def forget(self, arn: str, version_id: str) -> None:
         self._values.pop((arn, version_id), None)
 
@@ -173,6 +191,7 @@ _SNAKE = {
     "GetSecretValue": "get_secret_value",
     "PutSecretValue": "put_secret_value",
     "UpdateSecretVersionStage": "update_secret_version_stage",
+    "ListSecretVersionIds": "list_secret_version_ids",
 }
 
 

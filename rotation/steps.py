@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 from rotation import strategies
 from rotation.adapters import AdapterRegistry
-from rotation.adapters.base import DatabaseAdapter
+from rotation.adapters.base import DatabaseAdapter, DatabaseSession
 from rotation.config import Settings
 from rotation.credentials import DbCredentials, credentials_from_dict, parse_secret
 from rotation.errors import (
     AwsError,
     ConcurrentUpdateError,
-    LoginError,
+    PasswordRefusedError,
     SecretFormatError,
     UnsupportedEngineError,
 )
@@ -43,7 +43,23 @@ class StepContext:
     secrets: SecretsManager
     adapters: AdapterRegistry
     outcome: str = "done"
-    engine: str = "unknown"  # known once a version was parsed; a metrics dimension
+    parsed_engine: str | None = None  # set when a version is parsed
+
+    @property
+    def engine(self) -> str:
+        """The secret's engine, for logs and metrics: from a parsed version, else from a value
+        this container already holds (no call is made for it), else "unknown"."""
+        if self.parsed_engine is not None:
+            return self.parsed_engine
+        for version_id in (self.token, self.state.version_with(CURRENT)):
+            value = self.secrets.cached(self.arn, version_id)
+            if value is not None:
+                try:
+                    self.parsed_engine = parse_secret(value, self.arn).engine
+                except SecretFormatError:
+                    continue
+                return self.parsed_engine
+        return "unknown"
 
     @property
     def arn(self) -> str:
@@ -56,7 +72,7 @@ class StepContext:
     def credentials(self, version_id: str, stage: str) -> DbCredentials:
         value = self.secrets.get_value(self.arn, version_id, stage)
         credentials = parse_secret(value, self.arn)
-        self.engine = credentials.engine
+        self.parsed_engine = credentials.engine
         return credentials
 
     def current(self) -> DbCredentials:
@@ -82,14 +98,21 @@ class StepContext:
             return None
 
     def adapter(self, credentials: DbCredentials) -> DatabaseAdapter:
-        if credentials.ssl_opt_out:
-            logger.warning(f"TLS is disabled by the secret (`ssl`: false or `sslmode`: disable) "
-                           f"for {credentials.host}:{credentials.port}; the password travels "
-                           "in plaintext", extra={"cause": "tls"})
         try:
             return self.adapters.get(credentials.engine)
         except UnsupportedEngineError as exc:
             raise type(exc)(f"{exc.message} (secret {self.arn})", hint=exc.hint) from None
+
+    def connect(self, adapter: DatabaseAdapter, credentials: DbCredentials) -> DatabaseSession:
+        """Log in; every connection without TLS (the master's included) is logged as a
+        warning."""
+        if credentials.sslmode == "disable":
+            label = "the master secret" if credentials.secret_arn != self.arn else "the secret"
+            logger.warning(f"TLS is disabled by {label} (`ssl`: false or `sslmode`: disable) "
+                           f"for {credentials.host}:{credentials.port}; the password travels "
+                           "in plaintext", extra={"cause": "tls",
+                                                  "username": credentials.username})
+        return adapter.connect(credentials)
 
     def master(self, user: DbCredentials) -> DbCredentials:
         """The master credential named by ``masterarn``: read-only to us. RDS's managed master
@@ -183,34 +206,38 @@ def _set_single_user(ctx: StepContext, adapter: DatabaseAdapter, current: DbCred
                      pending: DbCredentials) -> None:
     # Clean path: one login, with the credential in use. No deliberate failed login.
     try:
-        with adapter.connect(current) as session:
+        with ctx.connect(adapter, current) as session:
             session.set_password(pending.username, pending.password)
         logger.info("setSecret: password set, logged in with AWSCURRENT")
         return
-    except LoginError:
-        logger.warning("setSecret: AWSCURRENT was refused; checking whether AWSPENDING is set")
+    except PasswordRefusedError:
+        # Only a wrong password makes another version's password worth a try: a locked account
+        # or a role without LOGIN is refused whatever the password, and every extra failed
+        # login counts towards lock-outs (FAILED_LOGIN_ATTEMPTS).
+        logger.warning("setSecret: AWSCURRENT's password was refused; checking whether "
+                       "AWSPENDING is set")
     # Fallbacks, only to detect "already set" (a retry) or recover through AWSPREVIOUS.
     try:
-        with adapter.connect(pending) as session:
+        with ctx.connect(adapter, pending) as session:
             session.ping()
         ctx.outcome = "already set"
         logger.info("setSecret: AWSPENDING already logs in; nothing to do")
         return
-    except LoginError:
+    except PasswordRefusedError:
         pass
     previous_id = ctx.state.version_with(PREVIOUS)
     if previous_id and previous_id != ctx.token:
         previous = ctx.credentials(previous_id, PREVIOUS)
         if previous.username == pending.username:
             try:
-                with adapter.connect(previous) as session:
+                with ctx.connect(adapter, previous) as session:
                     session.set_password(pending.username, pending.password)
                 ctx.outcome = "set via AWSPREVIOUS"
                 logger.warning("setSecret: password set, logged in with AWSPREVIOUS")
                 return
-            except LoginError:
+            except PasswordRefusedError:
                 pass
-    raise LoginError(
+    raise PasswordRefusedError(
         f"none of the AWSCURRENT, AWSPENDING or AWSPREVIOUS credentials of secret {ctx.arn} "
         f"logs in as {current.username!r} on {current.host}:{current.port}",
         hint="the database password was changed outside rotation: set it to the AWSCURRENT "
@@ -221,7 +248,7 @@ def _set_alternating(ctx: StepContext, adapter: DatabaseAdapter, current: DbCred
                      pending: DbCredentials) -> None:
     master = ctx.master(current)
     base = strategies.pair_base(current.username, pending.username, adapter)
-    with adapter.connect(master) as session:
+    with ctx.connect(adapter, master) as session:
         if pending.username == base:
             session.set_password(base, pending.password)
         else:
@@ -240,7 +267,7 @@ def test_secret(ctx: StepContext) -> None:
         ctx.outcome = "tested AWSCURRENT"
         logger.info("testSecret: AWSPENDING holds no value (rotation configuration check); "
                     "testing AWSCURRENT instead")
-    with ctx.adapter(credentials).connect(credentials) as session:
+    with ctx.connect(ctx.adapter(credentials), credentials) as session:
         session.ping()
     logger.info(f"testSecret: {label} logs in", extra={"username": credentials.username})
 
@@ -248,8 +275,11 @@ def test_secret(ctx: StepContext) -> None:
 def finish_secret(ctx: StepContext) -> None:
     """Move AWSCURRENT to the new version, compare-and-set against the version that held it."""
     current_id = ctx.state.version_with(CURRENT)
+    pending = _pending_with_value(ctx)
     source = ctx.secrets.sources.get((ctx.arn, ctx.token))
-    if source is not None and current_id != source:
+    if source is None:
+        _check_source_cold(ctx, current_id, pending)
+    elif current_id != source:
         # Another writer made its own version AWSCURRENT after this rotation set and tested the
         # new password against the previous one: moving the label now would replace a credential
         # nobody tested. Secrets Manager retries the rotation, which then starts from it.
@@ -269,17 +299,77 @@ def finish_secret(ctx: StepContext) -> None:
             ctx.outcome = "done (confirmed after a lost response)"
             logger.info("finishSecret: AWSCURRENT is on the new version (an earlier attempt of "
                         "this call went through)")
+            discard_retained_password(ctx, pending)
             return
         raise ConcurrentUpdateError(
             f"AWSCURRENT of secret {ctx.arn} moved while finishSecret ran; not overwriting it",
             hint="another writer changed the secret; check its versions, then rotate again",
         ) from None
-    if ctx.settings.mysql_dual_password:
-        pending = ctx.pending()
-        with ctx.adapter(pending).connect(pending) as session:
-            session.discard_old_password(pending.username)
     logger.info("finishSecret: AWSCURRENT moved to the new version",
                 extra={"previous_version": (current_id or "")[:8]})
+    discard_retained_password(ctx, pending)
+
+
+def _pending_with_value(ctx: StepContext) -> DbCredentials:
+    """The AWSPENDING credential; refuses a version without a value (a replayed event, or a
+    custom createSecret that stored nothing): AWSCURRENT must never move to it."""
+    try:
+        return ctx.pending()
+    except SecretNotFoundError:
+        raise SecretFormatError(
+            f"version {ctx.event.token_prefix}... (AWSPENDING) of secret {ctx.arn} holds no "
+            "value; not moving AWSCURRENT to it", secret_arn=ctx.arn,
+            hint="run the rotation from createSecret (a custom createSecret must store the new "
+                 "credential with PutSecretValue), or remove the AWSPENDING label with "
+                 "`rotation doctor --fix`") from None
+
+
+def _check_source_cold(ctx: StepContext, current_id: str | None,
+                       pending: DbCredentials) -> None:
+    """finishSecret in a container that did not see setSecret: is AWSCURRENT still the version
+    the rotation worked from? One ListSecretVersionIds answers it on the clean path (the
+    current version predates the pending one). A newer AWSCURRENT was written by someone else
+    during the rotation: moving is safe only if it points at the same place and the pending
+    credential still logs in (setSecret ran after that write); otherwise the other writer
+    reset the password, and its version stays AWSCURRENT."""
+    if current_id is None:
+        return
+    dates = ctx.secrets.version_dates(ctx.arn)
+    current_date, pending_date = dates.get(current_id), dates.get(ctx.token)
+    if current_date is not None and pending_date is not None and current_date < pending_date:
+        return
+    current = ctx.credentials(current_id, CURRENT)
+    adapter = ctx.adapter(pending)
+    strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter)
+    logger.warning(f"finishSecret: AWSCURRENT (version {current_id[:8]}) was written after this "
+                   "rotation began; checking that the pending credential still logs in")
+    try:
+        with ctx.connect(adapter, pending) as session:
+            session.ping()
+    except PasswordRefusedError:
+        raise ConcurrentUpdateError(
+            f"AWSCURRENT of secret {ctx.arn} is version {current_id[:8]}, written after this "
+            "rotation began, and the pending password no longer logs in (the password was "
+            "reset); not overwriting it",
+            hint="Secrets Manager retries the rotation from the new AWSCURRENT; if it keeps "
+                 "failing, check who writes the secret and run `rotation doctor`") from None
+
+
+def discard_retained_password(ctx: StepContext, pending: DbCredentials | None = None) -> None:
+    """MySQL dual passwords: drop the retained old password once AWSCURRENT is the new version.
+    Also run when finishSecret is retried after the label moved (the guard's "already
+    current"), so a failed discard is retried; never while another rotation is pending, whose
+    setSecret retained the password that is current now."""
+    if not ctx.settings.mysql_dual_password:
+        return
+    if any(PENDING in stages for version_id, stages in ctx.state.versions.items()
+           if version_id != ctx.token):
+        logger.info("finishSecret: another rotation is pending; the retained password stays")
+        return
+    credentials = pending or ctx.credentials(ctx.token, CURRENT)
+    with ctx.connect(ctx.adapter(credentials), credentials) as session:
+        session.discard_old_password(credentials.username)
+    logger.info("finishSecret: the retained old password was discarded")
 
 
 DEFAULT_STEPS: dict[str, StepFunction] = {

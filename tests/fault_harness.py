@@ -38,7 +38,7 @@ from rotation.errors import (
     ConnectError,
     DatabaseError,
     DbTimeoutError,
-    LoginError,
+    PasswordRefusedError,
     PrivilegeError,
     RotationError,
     RotationTimeoutError,
@@ -55,8 +55,8 @@ SM_FAULTS = ("ClientError", "ReadTimeout", "lost-response", "crash-after")
 #: class name); it is checked on its own, outside the matrix.
 SM_EXTRA_FAULTS = ("ConnectTimeout",)
 #: error: ConnectError on connect, DatabaseError on a statement (DbTimeoutError is a
-#: ConnectError: same path); refused: LoginError on connect (the steps' fallbacks catch it),
-#: PrivilegeError on a statement; crash: the function stops there.
+#: ConnectError: same path); refused: PasswordRefusedError on connect (the steps' fallbacks
+#: catch it), PrivilegeError on a statement; crash: the function stops there.
 DB_FAULTS = ("error", "refused", "crash")
 DB_EXTRA_FAULTS = ("timeout",)
 #: The ways Secrets Manager (and Lambda) try again after a failed step:
@@ -94,7 +94,7 @@ def _db_fault(kind: str, operation: str) -> Exception:
     if kind == "timeout":
         return DbTimeoutError("injected: the database did not answer in time")
     if kind == "refused":
-        return (LoginError("injected: the database refused the login") if connecting
+        return (PasswordRefusedError("injected: the database refused the password") if connecting
                 else PrivilegeError("injected: permission denied"))
     return Crash(f"injected: the function stopped at {operation}")
 

@@ -12,7 +12,13 @@ from typing import ClassVar
 
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import DbCredentials
-from rotation.errors import ConnectError, DatabaseError, PasswordRefusedError, PrivilegeError
+from rotation.errors import (
+    ConnectError,
+    DatabaseError,
+    LoginError,
+    PasswordRefusedError,
+    PrivilegeError,
+)
 
 
 class FakeDatabase:
@@ -20,6 +26,7 @@ class FakeDatabase:
         self.passwords: dict[str, str] = {}
         self.members: dict[str, set[str]] = {}
         self.logins: Counter[str] = Counter()  # "ok" / "failed"
+        self.locked: set[str] = set()  # accounts refused whatever the password
         self.fail_next: dict[str, Exception] = {}  # operation -> error raised once
         self.statements: list[str] = []
         # Called with each operation's name before it runs (connect, ping, set_password,
@@ -69,6 +76,7 @@ class FakeSession:
 
     def discard_old_password(self, username: str) -> None:
         self.db.maybe_fail("discard_old_password")
+        self.db.statements.append(f"DISCARD OLD PASSWORD {username}")
 
     def close(self) -> None:
         pass
@@ -93,6 +101,9 @@ class FakeAdapter:
         self.db.maybe_fail("connect")
         if credentials.host == "unreachable.invalid":
             raise ConnectError(f"cannot connect to {credentials.host}")
+        if credentials.username in self.db.locked:
+            self.db.logins["failed"] += 1
+            raise LoginError(f"the account of {credentials.username!r} is locked")
         if self.db.passwords.get(credentials.username) != credentials.password:
             self.db.logins["failed"] += 1
             raise PasswordRefusedError(f"the database refused the login of {credentials.username!r}")

@@ -92,12 +92,15 @@ def invoke(rig: Rig, step: str, token: str, writes: Writes | None = None) -> str
     return str(result["Outcome"])
 
 
-def run_steps(rig: Rig, token: str, steps: tuple[str, ...], leak_scan: LeakScan) -> \
-        tuple[list[str], RotationError | None]:
+def run_steps(rig: Rig, token: str, steps: tuple[str, ...], leak_scan: LeakScan, *,
+              cold: bool = False) -> tuple[list[str], RotationError | None]:
     """Invoke ``steps`` in order as the service does, stopping at the first failure; check the
-    invariants after each. Returns the outcomes and the error (if any)."""
+    invariants after each. ``cold``: each step in a new container. Returns the outcomes and the
+    error (if any)."""
     outcomes: list[str] = []
     for step in steps:
+        if cold:
+            handler.reset()
         try:
             outcomes.append(invoke(rig, step, token))
         except RotationError as exc:
@@ -135,12 +138,16 @@ WHERE = ("after createSecret", "after setSecret", "after testSecret",
 RACERS = ("copy", "new-password", "moved-host")
 
 
+@pytest.mark.parametrize("container", ("warm", "cold"))
 @pytest.mark.parametrize("racer", RACERS)
 @pytest.mark.parametrize("where", WHERE)
 def test_another_writer_makes_a_version_current_mid_rotation(
-        rig: Rig, leak_scan: LeakScan, where: str, racer: str) -> None:
-    # GIVEN a rotation running, and another writer whose PutSecretValue makes its own version
-    # AWSCURRENT at `where`
+        rig: Rig, leak_scan: LeakScan, where: str, racer: str, container: str) -> None:
+    # GIVEN a rotation running (its steps sharing a container, or each in a new one: cold
+    # failed before finishSecret's compare-and-set held outside the container that ran
+    # setSecret), and another writer whose PutSecretValue makes its own version AWSCURRENT at
+    # `where`
+    cold = container == "cold"
     token, racer_token = str(uuid.uuid4()), str(uuid.uuid4())
     rig.service.stage_pending(rig.arn, token)
 
@@ -150,9 +157,11 @@ def test_another_writer_makes_a_version_current_mid_rotation(
 
     done = {"after createSecret": 1, "after setSecret": 2, "after testSecret": 3,
             "inside finishSecret": 3}[where]
-    outcomes, error = run_steps(rig, token, STEPS[:done], leak_scan)
+    outcomes, error = run_steps(rig, token, STEPS[:done], leak_scan, cold=cold)
     assert error is None, error
     if where == "inside finishSecret":
+        if cold:
+            handler.reset()  # finishSecret's own new container, with the racing hook
         handler.get_app().secrets.client.meta.events.register_first(
             "before-call.secrets-manager.UpdateSecretVersionStage", race)
     else:
@@ -161,11 +170,12 @@ def test_another_writer_makes_a_version_current_mid_rotation(
 
     # WHEN the rotation carries on, and Secrets Manager retries it (same token, from
     # createSecret) while it fails, up to three times
-    rest, error = run_steps(rig, token, STEPS[done:], leak_scan)
+    rest, error = run_steps(rig, token, STEPS[done:], leak_scan,
+                            cold=cold and where != "inside finishSecret")
     handler.reset()  # the racing hook goes with the container
     errors: list[RotationError | None] = [error]
     while errors[-1] is not None and len(errors) <= 3:
-        _, retry_error = run_steps(rig, token, STEPS, leak_scan)
+        _, retry_error = run_steps(rig, token, STEPS, leak_scan, cold=cold)
         errors.append(retry_error)
     failures = [e for e in errors if e is not None]
 
