@@ -68,7 +68,8 @@ BUNDLE_BOTO3 ?= 1
 # The function's third-party packages: [project] dependencies of pyproject.toml, the one list.
 FUNCTION_REQUIREMENTS_PY = import sys, tomllib; deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]; print("\n".join(d for d in deps if sys.argv[2] == "1" or not d.lower().startswith("boto3")))
 
-.PHONY: build-RotationFunction build-PostgresLayer build-MysqlLayer package lint-template sam-build
+.PHONY: build-RotationFunction build-PostgresLayer build-MysqlLayer build-RdsCaLayer package \
+	package-rds-ca lint-template sam-build
 
 # rotation/ keeps its package path inside the zip (handler rotation.handler.lambda_handler).
 build-RotationFunction:
@@ -88,10 +89,26 @@ build-MysqlLayer:
 	$(REQUIRE_LAYER_MK)
 	$(MAKE) -f "$(ROOT)/layers/mysql/Makefile" build-MysqlLayer ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)" BUILD_PYTHON="$(BUILD_PYTHON)"
 
-# dist/function.zip, dist/layer-postgres-<arch>-<py>.zip, dist/layer-mysql-<arch>-<py>.zip
+# AWS's RDS CA bundle plus Mozilla's public roots (certifi), both hash-pinned, in one PEM
+# (layers/rds-ca/Makefile says how, and which variables replace the downloads: RDS_CA_BUNDLE_FILE,
+# RDS_CA_BUNDLE_SHA256, RDS_CA_BUNDLE_URL, RDS_CA_CERTIFI_WHEEL, RDS_CA_CERTIFI_REQUIREMENTS).
+build-RdsCaLayer:
+	$(REQUIRE_LAYER_MK)
+	$(MAKE) -f "$(ROOT)/layers/rds-ca/Makefile" build-RdsCaLayer ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)" BUILD_PYTHON="$(BUILD_PYTHON)"
+
+# dist/layer-rds-ca.zip (certificates only: one zip for every runtime and architecture)
+package-rds-ca:
+	$(REQUIRE_LAYER_MK)
+	rm -rf "$(DIST)/build/layer-rds-ca"
+	$(MAKE) --no-print-directory build-RdsCaLayer ARTIFACTS_DIR="$(DIST)/build/layer-rds-ca"
+	$(BUILD_PYTHON) "$(ROOT)/scripts/build_zip.py" "$(DIST)/build/layer-rds-ca" "$(DIST)/layer-rds-ca.zip"
+
+# dist/function.zip, dist/layer-postgres-<arch>-<py>.zip, dist/layer-mysql-<arch>-<py>.zip,
+# dist/layer-rds-ca.zip. The CA layer goes first: without network it fails before the pip downloads.
 package:
 	$(REQUIRE_LAYER_MK)
 	rm -rf "$(DIST)/build"
+	$(MAKE) --no-print-directory package-rds-ca
 	$(MAKE) --no-print-directory build-RotationFunction ARTIFACTS_DIR="$(DIST)/build/function"
 	$(MAKE) --no-print-directory build-PostgresLayer ARTIFACTS_DIR="$(DIST)/build/layer-postgres"
 	$(MAKE) --no-print-directory build-MysqlLayer ARTIFACTS_DIR="$(DIST)/build/layer-mysql"

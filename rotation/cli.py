@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from unittest import mock
@@ -425,9 +425,14 @@ def cmd_doctor(args: argparse.Namespace, printer: Printer) -> int:
     from rotation.config import Settings
     from rotation.doctor import run_doctor
 
-    env = {"ROTATION_CA_BUNDLE": args.ca_bundle} if args.ca_bundle else {}
-    with mock.patch.dict(os.environ, env):
+    # --ca-bundle replaces ROTATION_CA_BUNDLE. It is not checked here: db-tls reports a bundle
+    # that is missing, not a PEM or not the server's CA, naming the flag and the file.
+    with mock.patch.dict(os.environ, {}) as env:
+        if args.ca_bundle:
+            env.pop("ROTATION_CA_BUNDLE", None)
         settings = Settings.from_env()
+    if args.ca_bundle:
+        settings = replace(settings, ca_bundle=args.ca_bundle)
     client = secrets_client(args.region, args.endpoint_url)
     region = args.region or client.meta.region_name
     lambda_client = None if args.no_function else aws_client("lambda", region)

@@ -4,8 +4,26 @@ Every check answers ok, warn, fail or skip (with why), says what it saw and, whe
 wrong, what to do. The checks share what earlier ones learned through :class:`Doctor` (the
 secret's description, its current credential, the login outcome), so nothing is fetched twice.
 
+Verdicts follow three rules:
+
+* **fail** when the rotation would fail, and also when a check cannot reach a verdict on
+  something the rotation needs (a port that accepts TCP but never answers is a failure, not a
+  skip). Any failure makes ``rotation doctor`` exit non-zero.
+* **skip** only when the check does not apply (another engine, no function to look at, no
+  login to read with), or when an earlier check already failed on the root cause: the skip
+  names that check, so one root cause is reported once, and nothing downstream warns about it.
+* **warn** for what works today but is weak or will break (TLS off, a deprecated runtime).
+
+The database path is checked in order: ``db-network`` (TCP), ``db-protocol`` (does the port
+speak the engine's protocol, and does it offer TLS: a probe that sends no credential),
+``db-tls`` and ``db-login`` (one login through the engine's adapter, whose failure is
+attributed to one of the two, with the real cause: a CA bundle that is not the server's CA, a
+server that requires TLS while the secret disables it, a server without TLS, a wrong password,
+a database that does not exist, ...).
+
 Secret values are read into memory only: no check puts a password or a RotationToken in its
-result (every detail passes through the redaction registry as a last line of defence).
+result (every detail passes through the redaction registry as a last line of defence). The
+doctor changes nothing, except ``--fix`` (which removes a stuck ``AWSPENDING`` label).
 
 ``run_doctor(client, secret_id, settings, ...)`` takes the Secrets Manager client, so the tests
 run it against an in-process moto; the CLI builds a real client.
@@ -13,12 +31,17 @@ run it against an in-process moto; the CLI builds a real client.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import socket
+import ssl
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -32,7 +55,9 @@ from rotation.errors import (
     AwsError,
     AwsPermissionError,
     DatabaseError,
+    DbTimeoutError,
     LoginError,
+    PasswordRefusedError,
     PrivilegeError,
     RotationError,
     RotationTimeoutError,
@@ -123,6 +148,33 @@ class LoginOutcome:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class WireAnswer:
+    """What a database port said to a probe that sends no credential.
+
+    ``outcome``: ``speaks`` (the engine's protocol), ``silent`` (nothing within the timeout),
+    ``closed`` (hung up without a word), ``foreign`` (bytes of another protocol: ``seen`` shows
+    them), ``refused`` (a MySQL error packet before any login: ``code`` and ``seen``)."""
+
+    outcome: Literal["speaks", "silent", "closed", "foreign", "refused"]
+    server: str = ""
+    tls_offered: bool | None = None
+    seen: str = ""
+    code: int | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Why the current credential's login failed, and which check reports it (``db-tls`` or
+    ``db-login``). ``tls_settled``: the server answered after the TLS handshake (so TLS itself
+    can be judged)."""
+
+    check: Literal["db-tls", "db-login"]
+    detail: str
+    fix: str
+    tls_settled: bool = False
+
+
 @dataclass
 class Doctor:
     """What the checks share: inputs, and the facts earlier checks established."""
@@ -148,7 +200,14 @@ class Doctor:
     strategy: Strategy = "single-user"
     strategy_source: str = "default"
     tcp_ok: bool | None = None
+    wire: WireAnswer | None = None
+    #: the database check that failed on the root cause ("db-network", "db-protocol", "db-tls"):
+    #: the checks after it that need the database skip, naming it, and log in no more
+    db_blocker: str | None = None
     login: LoginOutcome | None = None
+    diagnosis: Diagnosis | None = None
+    #: a secret that disables TLS, refused by MySQL/MariaDB: the same login over TLS
+    tls_retry: LoginOutcome | None = None
     function_config: dict[str, Any] | None = None
     function_error: CheckResult | None = None
     masters: dict[str, DbCredentials | RotationError] = field(default_factory=dict)
@@ -330,17 +389,13 @@ def check_secret_format(d: Doctor) -> CheckResult:
                        f"alternating-users, {d.strategy_source})",
                        "add `masterarn`: the ARN of a secret holding a user that can create "
                        "users and grant privileges")
-    notes = []
-    if creds.ssl_opt_out:
-        notes.append("`ssl` is false: connections are not encrypted")
-    if d.strategy == "single-user" and creds.masterarn:
-        notes.append("the secret has `masterarn` but the strategy is single-user "
-                     f"({d.strategy_source}); it is ignored")
+    # TLS switched off by the secret is db-tls's to judge (one finding, reported once there).
+    sslmode = f"sslmode {creds.sslmode}" + (" (`ssl`: false)" if creds.ssl_opt_out else "")
     detail = (f"engine {creds.engine}, user {creds.username!r} on {creds.host}:{creds.port}, "
-              f"sslmode {creds.sslmode}, strategy {d.strategy} ({d.strategy_source})")
-    if notes:
-        return _result(name, "warn", detail + "; " + "; ".join(notes),
-                       "use sslmode verify-full" if creds.ssl_opt_out else
+              f"{sslmode}, strategy {d.strategy} ({d.strategy_source})")
+    if d.strategy == "single-user" and creds.masterarn:
+        return _result(name, "warn", f"{detail}; the secret has `masterarn` but the strategy is "
+                       f"single-user ({d.strategy_source}); it is ignored",
                        "set ROTATION_STRATEGY=alternating-users on the function if you meant "
                        "alternating users")
     return _result(name, "ok", detail)
@@ -348,63 +403,451 @@ def check_secret_format(d: Doctor) -> CheckResult:
 
 # -- the database --------------------------------------------------------------------------------
 
+def _fail_db(d: Doctor, name: str, detail: str, fix: str) -> CheckResult:
+    """A failed database check: the checks after it that need the database skip, naming it."""
+    d.db_blocker = name
+    return _result(name, "fail", detail, fix)
+
+
+def _blocked(d: Doctor, name: str) -> CheckResult | None:
+    """The skip for a database check that cannot run: no credential, or an earlier failure."""
+    if d.current is None or d.adapter is None:
+        return _result(name, "skip", "no usable current credential (see secret-format)")
+    if d.db_blocker is not None:
+        return _result(name, "skip", f"not tried: see {d.db_blocker}")
+    return None
+
+
 def check_db_network(d: Doctor) -> CheckResult:
     """A TCP connection to host:port opens within the timeout."""
     name = "db-network"
-    if d.current is None or d.adapter is None:
-        return _result(name, "skip", "no usable current credential")
+    if (blocked := _blocked(d, name)) is not None:
+        return blocked
+    assert d.current is not None
     host, port = d.current.host, d.current.port
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         d.tcp_ok = False
-        return _result(name, "fail", f"cannot resolve host {host!r} from here",
-                       "check `host` in the secret; a private endpoint resolves only inside its "
-                       "VPC (enable DNS resolution/hostnames there)")
+        return _fail_db(d, name, f"cannot resolve host {host!r} from here",
+                        "check `host` in the secret; a private endpoint resolves only inside its "
+                        "VPC (enable DNS resolution/hostnames there)")
     started = time.perf_counter()
     try:
         with socket.create_connection((host, port), timeout=d.timeout):
             pass
     except TimeoutError:
         d.tcp_ok = False
-        return _result(name, "fail", f"no answer from {host}:{port} within {d.timeout:g} s "
-                       "(packets dropped: typical of a security group or network ACL)",
-                       _NETWORK_HINT)
+        return _fail_db(d, name, f"no answer from {host}:{port} within {d.timeout:g} s "
+                        "(packets dropped: typical of a security group or network ACL)",
+                        _NETWORK_HINT)
     except ConnectionRefusedError:
         d.tcp_ok = False
-        return _result(name, "fail", f"{host}:{port} refused the connection (nothing listens "
-                       "there: wrong port, or the database is down)", _NETWORK_HINT)
+        return _fail_db(d, name, f"{host}:{port} refused the connection (nothing listens "
+                        "there: wrong port, or the database is down)", _NETWORK_HINT)
     except OSError as exc:
         d.tcp_ok = False
-        return _result(name, "fail", f"cannot connect to {host}:{port}: "
-                       f"{exc.strerror or type(exc).__name__}", _NETWORK_HINT)
+        return _fail_db(d, name, f"cannot connect to {host}:{port}: "
+                        f"{exc.strerror or type(exc).__name__}", _NETWORK_HINT)
     d.tcp_ok = True
     elapsed = (time.perf_counter() - started) * 1000
     return _result(name, "ok", f"TCP connect to {host}:{port} in {elapsed:.0f} ms (from this "
                    "machine)")
 
 
+# Wire probes: each opens one connection, sends no credential, reads what the server says about
+# itself, and hangs up; no login is attempted, so no server counts a failed one. PostgreSQL waits
+# for the client: the probe sends SSLRequest, which every PostgreSQL server (and PgBouncer, RDS
+# Proxy) answers with one byte, S or N; after S it completes a TLS handshake (nothing verified,
+# nothing sent over it), after which the server closes without logging an error. MySQL speaks
+# first: a greeting packet (protocol 10, the version, the capability flags, which say whether it
+# offers TLS), or an error packet when it refuses the client outright. Hanging up after the
+# greeting counts as one aborted connect for this host, as for any client that gives up before
+# logging in (max_connect_errors); the login that follows, when it works, resets that count.
+
+_PG_SSL_REQUEST = struct.pack("!II", 8, 80877103)
+_MYSQL_CLIENT_SSL = 0x0800
+_MYSQL_MAX_GREETING = 4096
+_PROTOCOL_NAMES = {"postgres": "PostgreSQL", "mysql": "MySQL"}
+_DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
+
+
+def _shown_bytes(data: bytes, limit: int = 40) -> str:
+    """The first bytes a port sent, printable (others as '.'), cut at the first line end."""
+    text = "".join(chr(b) if 32 <= b < 127 else "\n" if b in (10, 13) else "." for b in
+                   data[:limit])
+    return text.split("\n", 1)[0] or text.replace("\n", ".")
+
+
+def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """Up to ``size`` bytes; fewer when the peer hangs up. TimeoutError past ``deadline``."""
+    data = b""
+    while len(data) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _mysql_greeting(data: bytes, *, partial: bool = False) -> WireAnswer | None:
+    """A MySQL greeting or pre-login error packet (header included), or None. ``partial``:
+    accept a packet cut short (to recognise a greeting among bytes read for another protocol)."""
+    if len(data) < 5:
+        return None
+    length, sequence = int.from_bytes(data[:3], "little"), data[3]
+    payload = data[4:4 + length]
+    if sequence != 0 or not 0 < length <= _MYSQL_MAX_GREETING or (
+            len(payload) < length and not partial):
+        return None
+    if payload[0] == 0xFF and length >= 3:  # ERR_Packet: errno, then the message
+        code = int.from_bytes(payload[1:3], "little")
+        message = payload[3:]
+        if message[:1] == b"#":
+            message = message[6:]
+        return WireAnswer("refused", "MySQL", seen=message.decode("utf-8", "replace")[:200],
+                          code=code)
+    if payload[0] != 10 or b"\0" not in payload[1:]:
+        return None
+    version_bytes, _, rest = payload[1:].partition(b"\0")
+    try:
+        version = version_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not version[:1].isdigit() or not version.isprintable():
+        return None
+    if version.startswith("5.5.5-") and "mariadb" in version.lower():
+        version = version[len("5.5.5-"):]
+    flavour = "MariaDB" if "mariadb" in version.lower() else "MySQL"
+    number = re.match(r"[\d.]+", version)
+    caps_at = 4 + 8 + 1  # thread id, first part of the scramble, filler
+    tls = (bool(int.from_bytes(rest[caps_at:caps_at + 2], "little") & _MYSQL_CLIENT_SSL)
+           if len(rest) >= caps_at + 2 else None)
+    return WireAnswer("speaks", f"{flavour} {number.group(0) if number else version}",
+                      tls_offered=tls)
+
+
+def probe_postgres(host: str, port: int, timeout: float) -> WireAnswer:
+    """Send SSLRequest; PostgreSQL answers S (TLS offered) or N (no TLS) and nothing more."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            sock.sendall(_PG_SSL_REQUEST)
+            answer = sock.recv(1024)
+        except TimeoutError:
+            return WireAnswer("silent")
+        except (BrokenPipeError, ConnectionResetError):
+            return WireAnswer("closed")
+        if not answer:
+            return WireAnswer("closed")
+        if answer in (b"S", b"N"):
+            if answer == b"S":
+                _finish_tls_handshake(sock, host, deadline)
+            return WireAnswer("speaks", "PostgreSQL", tls_offered=answer == b"S")
+        if answer[:1] == b"E" and len(answer) > 5 and b"FATAL" in answer:
+            return WireAnswer("speaks", "PostgreSQL")  # a server too old to know SSLRequest
+        greeting = _mysql_greeting(answer, partial=True)
+        if greeting is not None and greeting.outcome == "speaks":
+            return WireAnswer("foreign", seen=f"with a {greeting.server} greeting")
+        return WireAnswer("foreign", seen=repr(_shown_bytes(answer)))
+
+
+def _finish_tls_handshake(sock: socket.socket, host: str, deadline: float) -> None:
+    """Complete the handshake PostgreSQL expects after S, then close it cleanly."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # nothing is sent over it: only a polite goodbye
+    try:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        with context.wrap_socket(sock, server_hostname=host) as tls:
+            tls.unwrap()
+    except (OSError, ValueError):
+        pass
+
+
+def probe_mysql(host: str, port: int, timeout: float) -> WireAnswer:
+    """Read the greeting MySQL sends first."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            head = _recv_exactly(sock, 4, deadline)
+            if len(head) < 4:
+                return WireAnswer("closed") if not head else \
+                    WireAnswer("foreign", seen=repr(_shown_bytes(head)))
+            length = int.from_bytes(head[:3], "little")
+            body = (_recv_exactly(sock, length, deadline)
+                    if head[3] == 0 and 0 < length <= _MYSQL_MAX_GREETING else b"")
+        except TimeoutError:
+            return WireAnswer("silent")
+        except ConnectionResetError:
+            return WireAnswer("closed")
+        data = head + body
+        if len(data) == 4:  # not a greeting's header: show what came, as far as it came
+            with contextlib.suppress(OSError):
+                sock.settimeout(0.2)
+                data += sock.recv(64)
+        return _mysql_greeting(data) or WireAnswer("foreign", seen=repr(_shown_bytes(data)))
+
+
+_WIRE_PROBES: Mapping[str, Callable[[str, int, float], WireAnswer]] = {
+    "postgres": probe_postgres,
+    "mysql": probe_mysql,
+}
+_MYSQL_REFUSAL_FIX: Mapping[int, str] = {
+    1129: "the server blocked this host after too many interrupted connections: run "
+          "`FLUSH HOSTS` (mysqladmin flush-hosts), and raise max_connect_errors",
+    1130: "create the account for the host the function connects from (for example "
+          "'user'@'%'), or connect from an allowed address",
+    1040: "the server has no connection left (max_connections): find who holds them, or raise "
+          "the limit",
+}
+
+
+def check_db_protocol(d: Doctor) -> CheckResult:
+    """The port speaks the engine's protocol (a probe that sends no credential), and says
+    whether it offers TLS. A port that accepts TCP and then says nothing, or says something
+    else, fails here: the rotation cannot work against it."""
+    name = "db-protocol"
+    if (blocked := _blocked(d, name)) is not None:
+        return blocked
+    assert d.current is not None
+    creds = d.current
+    probe = _WIRE_PROBES.get(creds.family)
+    if probe is None:
+        return _result(name, "skip", f"no protocol probe for engine {creds.engine}: db-login "
+                       "judges the connection")
+    where = f"{creds.host}:{creds.port}"
+    protocol = _PROTOCOL_NAMES[creds.family]
+    check_port = (f"check `port` (and `engine`) in the secret: {protocol} listens on "
+                  f"{_DEFAULT_PORTS[creds.family]} by default; find out what listens on {where}")
+    try:
+        d.wire = wire = probe(creds.host, creds.port, d.timeout)
+    except OSError as exc:
+        return _fail_db(d, name, f"cannot open a second connection to {where}: "
+                        f"{exc.strerror or type(exc).__name__}", _NETWORK_HINT)
+    if wire.outcome == "silent":
+        asked = ("did not answer PostgreSQL's SSLRequest" if creds.family == "postgres" else
+                 "sent no MySQL greeting (a MySQL server speaks first)")
+        return _fail_db(d, name, f"{where} accepts TCP connections but never answered: it "
+                        f"{asked} within {d.timeout:g} s. Either this port does not speak "
+                        f"{protocol}, or the server is hung",
+                        check_port + " (a proxy or load balancer without a healthy target "
+                        "accepts connections and stays silent)")
+    if wire.outcome == "closed":
+        return _fail_db(d, name, f"{where} accepted the connection and closed it without a "
+                        f"word: this port does not speak {protocol}, or a proxy in front of it "
+                        "has no database to forward to", check_port)
+    if wire.outcome == "foreign":
+        return _fail_db(d, name, f"{where} answered {wire.seen}, which is not {protocol}'s "
+                        f"protocol: this port does not speak {protocol}", check_port)
+    if wire.outcome == "refused":
+        return _fail_db(d, name, f"the server at {where} speaks MySQL but refuses this client "
+                        f"before any login: error {wire.code}: {wire.seen}",
+                        _MYSQL_REFUSAL_FIX.get(wire.code or 0, "see the server's error log"))
+    tls = {True: "TLS offered", False: "TLS not offered", None: "TLS unknown"}[wire.tls_offered]
+    return _result(name, "ok", f"{wire.server} answers on {where} ({tls})")
+
+
 def _ensure_login(d: Doctor) -> LoginOutcome | None:
-    if d.login is None and d.current is not None and d.adapter is not None and d.tcp_ok:
+    """The current credential's one login, once the path to the database is known to work."""
+    if (d.login is None and d.current is not None and d.adapter is not None and d.tcp_ok
+            and d.db_blocker is None):
         d.login = d.try_login(d.current)
     return d.login
+
+
+def _diagnosis(d: Doctor) -> Diagnosis | None:
+    """Why the current credential's login failed (None when it logged in or was not tried)."""
+    login = _ensure_login(d)
+    if d.diagnosis is None and login is not None and login.error is not None:
+        d.diagnosis = _diagnose(d, login.error)
+    return d.diagnosis
+
+
+_PG_NO_HBA_ENTRY = re.compile(r"no pg_hba\.conf entry|pg_hba\.conf rejects connection")
+_NO_TLS_AT_SERVER = re.compile(r"does not support SSL|does not offer TLS", re.IGNORECASE)
+_HOST_MISMATCH = re.compile(r"does not match host name|Hostname mismatch|IP address mismatch",
+                            re.IGNORECASE)
+_NOT_VERIFIED = re.compile(r"certificate verif|self[- ]signed|local issuer|unknown ca|"
+                           r"root certificate", re.IGNORECASE)
+_DB_MISSING = re.compile(r'database "[^"]*" does not exist|database .* does not exist',
+                         re.IGNORECASE)
+_PASSWORD_REFUSED = re.compile(r"password authentication failed|access denied for user",
+                               re.IGNORECASE)
+_TLS_OFF_FIX = ('remove `"ssl": false` (or `"sslmode": "disable"`) from the secret: the default, '
+                "verify-full, encrypts the connection and verifies the server")
+
+
+def _errno(error: RotationError) -> str | None:
+    return error.sqlstate if isinstance(error, DatabaseError) else None
+
+
+def _diagnose(d: Doctor, error: RotationError) -> Diagnosis:
+    """Name the real cause of a failed login, and the check that owns it."""
+    assert d.current is not None
+    creds = d.current
+    where = f"{creds.host}:{creds.port}"
+    server = d.wire.server if d.wire is not None and d.wire.server else f"the {creds.engine} server"
+    text = error.message
+    # 1. The secret disables TLS and the server insists on it.
+    if creds.sslmode == "disable" and (evidence := _tls_required(d, error)):
+        return Diagnosis("db-tls", f"the server requires TLS and the secret disables it "
+                         f"(`ssl`: false / sslmode disable): {server} at {where} refused the "
+                         f"unencrypted login ({evidence})", _TLS_OFF_FIX)
+    # 2. pg_hba.conf has no line for this user, database and address (with TLS on): a login
+    # refusal, whatever words the adapter chose for it.
+    if _PG_NO_HBA_ENTRY.search(text):
+        fix = (error.hint if isinstance(error, LoginError) and error.hint else
+               "add (or fix) a `hostssl` line in pg_hba.conf that lets this user reach this "
+               "database from the function's address range, then reload the server")
+        return Diagnosis("db-login", f"AWSCURRENT does not log in as {creds.username!r}: "
+                         f"{text}", fix, tls_settled=True)
+    # 3. The secret wants TLS and the server has none.
+    if creds.sslmode != "disable" and (
+            (d.wire is not None and d.wire.tls_offered is False)
+            or _NO_TLS_AT_SERVER.search(text) or _errno(error) == "2026"):
+        return Diagnosis("db-tls", f"{server} at {where} does not offer TLS, and the secret's "
+                         f"sslmode {creds.sslmode} requires it (no password was sent)",
+                         "turn TLS on at the server (PostgreSQL: ssl = on with a certificate; "
+                         "MySQL/MariaDB: ssl_cert and ssl_key); rotation never falls back to "
+                         "plaintext")
+    if isinstance(error, TlsError):
+        return _diagnose_tls(d, error, where)
+    return _diagnose_login(d, error, where, server)
+
+
+def _tls_required(d: Doctor, error: RotationError) -> str | None:
+    """Evidence that the server refused a login because it came without TLS (or None)."""
+    assert d.current is not None
+    creds = d.current
+    text = error.message
+    if "no encryption" in text and _PG_NO_HBA_ENTRY.search(text):
+        return 'pg_hba.conf has no entry for unencrypted connections: "no encryption"'
+    if isinstance(error, TlsError) or _errno(error) == "3159":
+        return text  # with TLS off, a TLS error is the server asking for it
+    if (creds.family == "mysql" and isinstance(error, LoginError)
+            and (d.wire is None or d.wire.tls_offered is not False)):
+        # MySQL and MariaDB (before 11.4) answer a plaintext login under
+        # require_secure_transport with the same 1045 as a wrong password: ask again over TLS.
+        if d.tls_retry is None:
+            d.tls_retry = d.try_login(replace(creds, sslmode="require", ssl_opt_out=False))
+        if d.tls_retry.ok:
+            return "the same credential logs in over TLS"
+    return None
+
+
+def _ca_bundle_problem(path: str) -> str | None:
+    """What is wrong with the CA bundle file itself (None: a readable PEM with certificates)."""
+    file = Path(path)
+    if not file.exists():
+        return "does not exist"
+    if not file.is_file():
+        return "is not a file"
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return "holds no PEM certificate (a DER file? convert it: openssl x509 -inform der)"
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError) as exc:
+        return f"is not a valid PEM bundle ({type(exc).__name__})"
+    return None
+
+
+def _system_trust_store() -> str:
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.openssl_cafile or "the system trust store"
+
+
+def _diagnose_tls(d: Doctor, error: TlsError, where: str) -> Diagnosis:
+    assert d.current is not None
+    creds = d.current
+    bundle = d.settings.ca_bundle
+    fix_ca = ("pass --ca-bundle with the PEM of the CA that signed the server's certificate "
+              "(for RDS and Aurora, AWS's RDS CA bundle); the function reads the same file from "
+              "ROTATION_CA_BUNDLE")
+    verifying = creds.sslmode in ("verify-full", "verify-ca")
+    if verifying and bundle and (problem := _ca_bundle_problem(bundle)):
+        return Diagnosis("db-tls", f"the CA bundle {bundle} given with --ca-bundle (or "
+                         f"ROTATION_CA_BUNDLE) {problem}: the certificate of {where} cannot be "
+                         "verified, so no login was tried", fix_ca)
+    if verifying and _HOST_MISMATCH.search(error.message):
+        return Diagnosis("db-tls", f"the certificate of {where} does not name host "
+                         f"{creds.host!r} (sslmode {creds.sslmode} checks it): {error.message}",
+                         "set `host` in the secret to a name on the certificate (the instance "
+                         "or cluster endpoint, not an IP address or a CNAME of your own), or "
+                         'use "sslmode": "verify-ca"')
+    if verifying and "expired" in error.message.lower():
+        return Diagnosis("db-tls", f"the certificate of {where} has expired (or this machine's "
+                         f"clock is wrong): {error.message}",
+                         "renew the server's certificate (on RDS: modify the instance's CA)")
+    if verifying and _NOT_VERIFIED.search(error.message):
+        store = (f"{bundle} (the CA bundle given with --ca-bundle or ROTATION_CA_BUNDLE)"
+                 if bundle else f"this machine's trust store ({_system_trust_store()}; no "
+                 "--ca-bundle or ROTATION_CA_BUNDLE was given)")
+        return Diagnosis("db-tls", f"the certificate of {where} is not signed by a CA in "
+                         f"{store}: {error.message}", fix_ca)
+    return Diagnosis("db-tls", error.message, error.hint or fix_ca)
+
+
+def _diagnose_login(d: Doctor, error: RotationError, where: str, server: str) -> Diagnosis:
+    assert d.current is not None
+    creds = d.current
+    user = creds.username
+    if d.tls_retry is not None and isinstance(d.tls_retry.error, LoginError):
+        error = d.tls_retry.error  # refused over TLS too: that answer has the real cause
+    text = error.message
+    if isinstance(error, PasswordRefusedError) or (
+            isinstance(error, LoginError) and _PASSWORD_REFUSED.search(text)):
+        fix = ("the password was changed outside rotation: set the database password to the "
+               "AWSCURRENT value (or store the working one with put-secret-value), and check "
+               "that the user exists for the host the function connects from")
+        if creds.family == "postgres":
+            fix += ("; on PostgreSQL a password stored as md5 cannot log in where pg_hba.conf "
+                    "requires scram-sha-256 (see pg-stored-method)")
+        return Diagnosis("db-login", f"AWSCURRENT does not log in as {user!r}: {text}", fix,
+                         tls_settled=True)
+    if isinstance(error, (LoginError, PrivilegeError)):
+        return Diagnosis("db-login", f"AWSCURRENT does not log in as {user!r}: {text}",
+                         error.hint, tls_settled=True)
+    if _DB_MISSING.search(text) or _errno(error) == "1049":
+        return Diagnosis("db-login", f"database {creds.dbname!r} does not exist on {where} "
+                         f"({text})", "fix `dbname` in the secret, or create the database",
+                         tls_settled=True)
+    answered = (f"{server} answered on {where}, but " if d.wire is not None
+                and d.wire.outcome == "speaks" else "")
+    if isinstance(error, DbTimeoutError):
+        return Diagnosis("db-login", f"{answered}the login as {user!r} did not finish within "
+                         f"{d.timeout:g} s: {text}",
+                         "the server is overloaded or stuck (check its load and connection "
+                         "limits); run the doctor with a longer --timeout to tell slow from "
+                         "stuck")
+    return Diagnosis("db-login", f"{answered}the login as {user!r} failed: {text}",
+                     error.hint or "see the server's log for this connection")
 
 
 def check_db_tls(d: Doctor) -> CheckResult:
     """TLS handshake and certificate verification, as the adapter does them for a login."""
     name = "db-tls"
-    login = _ensure_login(d)
-    if login is None or d.current is None:
-        return _result(name, "skip", "the database could not be reached")
+    if (blocked := _blocked(d, name)) is not None:
+        return blocked
+    assert d.current is not None
     creds = d.current
-    ca = d.settings.ca_bundle or "the system trust store"
-    if isinstance(login.error, TlsError):
-        return _result(name, "fail", login.error.message, login.error.hint)
-    if login.error is not None and not isinstance(login.error, LoginError):
-        return _result(name, "skip", f"the connection failed before TLS was settled: "
-                       f"{login.error.message}")
+    diagnosis = _diagnosis(d)
+    if diagnosis is not None and diagnosis.check == name:
+        return _fail_db(d, name, diagnosis.detail, diagnosis.fix)
+    if diagnosis is not None and not diagnosis.tls_settled:
+        return _result(name, "skip", "not judged: the login failed before TLS was settled "
+                       "(see db-login)")
+    ca = d.settings.ca_bundle or f"this machine's trust store ({_system_trust_store()})"
     if creds.sslmode == "disable":
-        return _result(name, "warn", "TLS is disabled by the secret (`ssl: false` or sslmode "
+        return _result(name, "warn", "TLS is disabled by the secret (`ssl`: false or sslmode "
                        "disable): the password crosses the network unencrypted",
                        "remove `ssl: false` / set sslmode verify-full and give the CA in "
                        "ROTATION_CA_BUNDLE")
@@ -419,23 +862,16 @@ def check_db_tls(d: Doctor) -> CheckResult:
 
 
 def check_db_login(d: Doctor) -> CheckResult:
-    """The AWSCURRENT credential logs in and runs a query."""
+    """The AWSCURRENT credential logs in and runs a query. Past a working network path, any
+    failure here is a failure (with its cause), never a skip."""
     name = "db-login"
-    login = _ensure_login(d)
-    if login is None or d.current is None:
-        return _result(name, "skip", "the database could not be reached")
-    creds = d.current
-    if login.error is None:
-        return _result(name, "ok", f"AWSCURRENT logs in as {creds.username!r}")
-    if isinstance(login.error, LoginError):
-        fix = login.error.hint or "set the database password to the AWSCURRENT value"
-        if creds.family == "postgres":
-            fix += ("; on PostgreSQL a password stored as md5 cannot log in where pg_hba.conf "
-                    "requires scram-sha-256 (see pg-stored-method)")
-        return _result(name, "fail", f"AWSCURRENT does not log in as {creds.username!r}: "
-                       f"{login.error.message}", fix)
-    return _result(name, "skip", f"no login attempted past the connection error: "
-                   f"{login.error.message}")
+    if (blocked := _blocked(d, name)) is not None:
+        return blocked
+    assert d.current is not None
+    diagnosis = _diagnosis(d)
+    if diagnosis is None:
+        return _result(name, "ok", f"AWSCURRENT logs in as {d.current.username!r}")
+    return _result(name, "fail", diagnosis.detail, diagnosis.fix)
 
 
 def check_staging_labels(d: Doctor) -> CheckResult:
@@ -474,12 +910,15 @@ def check_staging_labels(d: Doctor) -> CheckResult:
 def _refuse_fix(d: Doctor, name: str, where: str, stuck_id: str, current_id: str | None,
                 login: LoginOutcome | None) -> CheckResult:
     """Why the label stays: AWSCURRENT could not be shown to work."""
-    if login is None or (login.error is not None and not isinstance(login.error, LoginError)):
+    diagnosis = _diagnosis(d)
+    if (login is None or login.error is None or d.db_blocker is not None
+            or diagnosis is None or not isinstance(login.error, LoginError)):
+        owner = d.db_blocker or (diagnosis.check if diagnosis else None)
         return _result(name, "fail", where + "; not fixed: cannot confirm that AWSCURRENT works "
                        "(the database could not be reached, or the secret is unusable), so the "
                        "labels stay as they are",
-                       "fix what db-network / db-tls / secret-format report, then run "
-                       "`rotation doctor --fix` again")
+                       f"fix what {owner or 'secret-format'} reports, then run `rotation doctor "
+                       "--fix` again")
     if _pending_logs_in(d, stuck_id):
         return _result(name, "fail", where + "; not fixed: AWSCURRENT does not log in but "
                        "AWSPENDING does, so the database already uses the pending password "
@@ -489,8 +928,10 @@ def _refuse_fix(d: Doctor, name: str, where: str, stuck_id: str, current_id: str
                        f"update-secret-version-stage --secret-id {d.arn} --version-stage "
                        f"AWSCURRENT --move-to-version-id {stuck_id} --remove-from-version-id "
                        f"{current_id or '<current>'}")
+    why = ("the password was changed outside rotation"
+           if isinstance(login.error, PasswordRefusedError) else "see db-login")
     return _result(name, "fail", where + "; not fixed: neither AWSCURRENT nor AWSPENDING logs "
-                   "in (the password was changed outside rotation)",
+                   f"in ({why})",
                    "set the database password to the AWSCURRENT value, then run `rotation "
                    "doctor --fix` again")
 
@@ -529,23 +970,18 @@ def check_pg_libpq(d: Doctor) -> CheckResult:
 
 
 def _pg_rows(d: Doctor, creds: DbCredentials, query: Any) -> list[tuple[Any, ...]]:
-    """Run one read-only query as ``creds`` (a separate, short connection)."""
-    import psycopg
+    """Run one read-only query as ``creds`` (a separate, short connection, every wait bounded
+    by the adapter's timeouts)."""
+    from psycopg import sql
 
-    adapter = d.adapters.get(creds.engine)
-    params_of = getattr(adapter, "connection_params", None)
-    if params_of is None:
-        raise DatabaseError(f"the {creds.engine} adapter has no connection_params()")
-    try:
-        with psycopg.connect(password=creds.password, **params_of(creds)) as conn, \
-                conn.cursor() as cur:
-            cur.execute(query)
-            return list(cur.fetchall())
-    except psycopg.errors.InsufficientPrivilege:
-        raise PrivilegeError(f"{creds.username!r} may not run this query") from None
-    except psycopg.Error as exc:
-        raise DatabaseError(f"query failed: {type(exc).__name__}: "
-                            f"{_redact.redact(str(exc).strip())[:200]}") from None
+    if isinstance(query, str):
+        query = sql.SQL(query)  # a plain string would be composed as a literal
+    with d.adapters.get(creds.engine).connect(creds) as session:
+        fetch = getattr(session, "fetch", None)
+        if fetch is None:
+            raise DatabaseError(f"the {creds.engine} adapter's session has no fetch()")
+        rows: list[tuple[Any, ...]] = fetch(query)
+        return rows
 
 
 def check_pg_password_encryption(d: Doctor) -> CheckResult:
@@ -555,7 +991,7 @@ def check_pg_password_encryption(d: Doctor) -> CheckResult:
         return _result(name, "skip", "not a PostgreSQL secret")
     creds = _pg_reader(d)
     if creds is None:
-        return _result(name, "skip", "no credential logs in to ask the server")
+        return _result(name, "skip", _no_login(d))
     try:
         rows = _pg_rows(d, creds, "SHOW password_encryption")
     except DatabaseError as exc:
@@ -569,8 +1005,22 @@ def check_pg_password_encryption(d: Doctor) -> CheckResult:
                    "set password_encryption = 'scram-sha-256' in the parameter group")
 
 
+def _no_login(d: Doctor) -> str:
+    """Why the checks that read the server have no login to read with."""
+    if d.db_blocker is not None:
+        return f"no login: see {d.db_blocker}"
+    if d.adapter is None:
+        return "no login: see secret-format"
+    if d.login is not None and not d.login.ok:
+        return "no login: AWSCURRENT does not log in (see db-login)"
+    return "no login"
+
+
 def _pg_reader(d: Doctor) -> DbCredentials | None:
-    """A credential known to log in: the current one, else a given master."""
+    """A credential to read the server with: the current one when it logs in, else a given
+    master. None when the database cannot be reached at all."""
+    if d.db_blocker is not None or d.adapter is None:
+        return None
     login = _ensure_login(d)
     if login is not None and login.ok and d.current is not None:
         return d.current
@@ -591,8 +1041,15 @@ def check_pg_stored_method(d: Doctor) -> CheckResult:
     name = "pg-stored-method"
     if d.current is None or d.current.family != "postgres":
         return _result(name, "skip", "not a PostgreSQL secret")
+    if d.db_blocker is not None or d.adapter is None:  # the failure upstream is the one to fix
+        return _result(name, "skip", _no_login(d))
     user = d.current.username
     readers = [c for c in (_pg_reader(d), _master_credentials(d)) if c is not None]
+    login_failed = d.login is None or not d.login.ok
+    if not readers:
+        return _result(name, "skip", _no_login(d) + "; to read the role's stored password method "
+                       "from pg_authid, pass --master-secret with a superuser (a password stored "
+                       "as md5 fails like a wrong one where pg_hba.conf requires scram-sha-256)")
     method: str | None = None
     hba: set[str] | None = None
     from psycopg import sql
@@ -611,16 +1068,14 @@ def check_pg_stored_method(d: Doctor) -> CheckResult:
         except DatabaseError:
             hba = None
         break
-    login_failed = d.login is not None and isinstance(d.login.error, LoginError)
+    if method is None and login_failed:
+        return _result(name, "skip", "no login that can read pg_authid: AWSCURRENT does not log "
+                       "in (see db-login), and the master could not read it (it needs a "
+                       "superuser; see master-secret)")
     if method is None:
-        return _result(name, "warn" if not login_failed else "skip",
-                       "cannot read pg_authid (it needs a superuser; on RDS nobody can): the "
-                       "role's stored password method is unknown" +
-                       (". If the role's password was set while password_encryption was md5 "
-                        "and pg_hba.conf requires scram-sha-256, its logins fail exactly like "
-                        "a wrong password" if login_failed else ""),
-                       "pass --master-secret with a superuser credential to check it"
-                       if login_failed else "")
+        return _result(name, "warn", "cannot read pg_authid (it needs a superuser; on RDS nobody "
+                       "can): the role's stored password method is unknown",
+                       "pass --master-secret with a superuser credential to check it")
     if method == "scram-sha-256":
         return _result(name, "ok", f"role {user!r} has a SCRAM-SHA-256 verifier")
     if method == "md5":
@@ -671,21 +1126,30 @@ def check_master_secret(d: Doctor) -> CheckResult:
     if not master_id:
         return _result(name, "skip", "single-user strategy: no master secret needed"
                        if d.strategy == "single-user" else "no `masterarn` (see secret-format)")
+    # The rotation needs the master only for alternating users, and reads it from `masterarn`;
+    # a --master-secret given to diagnose with is the doctor's own: its problems are warnings.
+    needed = d.strategy == "alternating-users" and master_id == d.current.masterarn
+    bad: Status = "fail" if needed else "warn"
+    unused = "" if needed else (f" (the rotation does not use it, strategy {d.strategy}: only "
+                                "the doctor reads with it)")
     master = _master_credentials(d, master_id)
     if master is None:
         error = d.masters.get(master_id)
         text = error.message if isinstance(error, RotationError) else "unreadable"
         hint = error.hint if isinstance(error, RotationError) else ""
-        return _result(name, "fail", f"master secret {master_id}: {text}", hint or
+        return _result(name, bad, f"master secret {master_id}: {text}{unused}", hint or
                        "allow secretsmanager:GetSecretValue (and kms:Decrypt) on the master "
                        "secret for the function's role")
-    if d.tcp_ok is False:
-        return _result(name, "skip", f"master secret {master_id} readable; the database "
-                       "could not be reached to log in")
+    if d.adapter is None:
+        return _result(name, "skip", f"master secret {master_id} readable; no login tried "
+                       "(see secret-format)")
+    if d.db_blocker is not None or not d.tcp_ok:
+        return _result(name, "skip", f"master secret {master_id} readable; no login tried: see "
+                       f"{d.db_blocker or 'db-network'}")
     outcome = d.try_login(master)
     if outcome.error is not None:
-        return _result(name, "fail", f"master secret readable, but its login fails: "
-                       f"{outcome.error.message}", outcome.error.hint)
+        return _result(name, bad, f"master secret readable, but its login fails: "
+                       f"{outcome.error.message}{unused}", outcome.error.hint)
     return _result(name, "ok", f"master secret readable; {master.username!r} logs in")
 
 
@@ -708,13 +1172,18 @@ def load_function(d: Doctor) -> None:
             d.function_error = _result("lambda-runtime", "fail",
                                        f"the rotation function {name} does not exist",
                                        "deploy the function, or point rotation at the right ARN")
-        else:
-            d.function_error = _result("lambda-runtime", "skip",
-                                       f"cannot read the function's configuration: "
-                                       f"{_client_error_text(exc)}")
+        else:  # the function could not be checked: that is not a pass
+            d.function_error = _result("lambda-runtime", "fail",
+                                       f"cannot read the configuration of {name}: "
+                                       f"{_client_error_text(exc)}",
+                                       "allow lambda:GetFunctionConfiguration on the function "
+                                       "for the caller, or pass --no-function to leave the "
+                                       "function unchecked")
     except BotoCoreError as exc:
-        d.function_error = _result("lambda-runtime", "skip",
-                                   f"cannot reach the Lambda API: {type(exc).__name__}")
+        d.function_error = _result("lambda-runtime", "fail",
+                                   f"cannot reach the Lambda API: {type(exc).__name__}",
+                                   "check the region and the network path to Lambda, or pass "
+                                   "--no-function to leave the function unchecked")
 
 
 def check_lambda_runtime(d: Doctor) -> CheckResult:
@@ -759,9 +1228,11 @@ def check_lambda_concurrency(d: Doctor) -> CheckResult:
         return _result(name, "skip", "the function's configuration is not available")
     try:
         response = d.lambda_client.get_function_concurrency(FunctionName=fname)
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError) as exc:  # 0 would stop every rotation: not a pass
         text = _client_error_text(exc) if isinstance(exc, ClientError) else type(exc).__name__
-        return _result(name, "skip", f"cannot read the reserved concurrency: {text}")
+        return _result(name, "fail", f"cannot read the reserved concurrency of {fname}: {text}",
+                       "allow lambda:GetFunctionConcurrency on the function for the caller, or "
+                       "pass --no-function to leave the function unchecked")
     reserved = response.get("ReservedConcurrentExecutions")
     if reserved is None:
         return _result(name, "ok", "no reserved concurrency (uses the account's pool)")
@@ -866,6 +1337,7 @@ CHECKS: tuple[Check, ...] = (
     check_kms_decrypt,
     check_secret_format,
     check_db_network,
+    check_db_protocol,
     check_db_tls,
     check_db_login,
     check_staging_labels,

@@ -1,4 +1,5 @@
-"""Throwaway TLS database servers: PostgreSQL and MariaDB, started from the installed binaries.
+"""Throwaway TLS database servers: PostgreSQL and MariaDB, started from the installed binaries,
+and PgBouncer in front of a sandbox PostgreSQL.
 
 One module serves the integration tests, ``rotation demo`` and the benchmarks. A :class:`Sandbox`
 owns a temporary directory and every server it started in it; each server is a
@@ -10,6 +11,7 @@ owns a temporary directory and every server it started in it; each server is a
         mark = pg.log_position()
         ...                               # code under test logs in
         assert pg.login_counts(since=mark) == LoginCounts(succeeded=1, failed=0)
+        pooler = sandbox.pgbouncer(pg)    # PgBouncer: TLS both sides, auth_query + SCRAM
 
 What every server gets
     * a free loopback port (``127.0.0.1``, found by binding port 0) and a data directory, unix
@@ -23,24 +25,36 @@ What every server gets
       and a database ``appdb``;
     * connection and statement logging, so tests can count logins and look for leaked passwords.
 
+PgBouncer (:meth:`Sandbox.pgbouncer`)
+    Clients must use TLS (``client_tls_sslmode = require``, the sandbox's server certificate) and
+    PgBouncer verifies PostgreSQL's certificate (``server_tls_sslmode = verify-full``, the sandbox
+    CA). It holds no copy of any user's password: each client login runs ``auth_query`` (as a
+    dedicated ``auth_user``, through a ``SECURITY DEFINER`` function reading ``pg_shadow``) and
+    gets the user's current SCRAM verifier, so a password change takes effect at the next login;
+    with SCRAM, PgBouncer then logs in to PostgreSQL with the client's SCRAM keys. Only the
+    ``auth_user``'s own (random, sandbox-only) password is in its ``auth_file``.
+
 Running as root (containers, CI)
     PostgreSQL refuses to run as root, so as root every server process runs as an unprivileged
-    user: PostgreSQL as ``postgres``, MariaDB as ``mysql`` (if those system users exist), else as
-    ``rotation-sandbox`` (created with ``useradd --system``). The server's own directory is owned
-    by that user; the sandbox root is ``0711``. On a laptop (not root) everything runs as you.
+    user: PostgreSQL and PgBouncer as ``postgres``, MariaDB as ``mysql`` (if those system users
+    exist), else as ``rotation-sandbox`` (created with ``useradd --system``). The server's own
+    directory is owned by that user; the sandbox root is ``0711``. On a laptop (not root)
+    everything runs as you.
     The privilege switch is done by :mod:`subprocess` itself (``user=``/``group=``/
     ``extra_groups=[]``: setgroups, setgid, setuid in the child), the same system calls as
     ``setpriv``/``runuser`` without depending on either tool.
 
 Process lifetime
-    Both servers run in the foreground as children of this Python process (``postgres -D``, not
-    ``pg_ctl start``), in their own session so a terminal's Ctrl-C does not hit them half-way.
-    Stopping sends the engine's "fast" shutdown signal (SIGINT for PostgreSQL, which is what
-    ``pg_ctl stop -m fast`` sends; SIGTERM for MariaDB), waits, then SIGKILLs after a timeout,
-    and reaps the process. ``pg_ctl`` would daemonise the postmaster and hand it to PID 1, which
-    in some containers never reaps it (a zombie that still answers ``kill -0``). An ``atexit``
-    hook closes every sandbox still open, so an aborted session leaves no server running (only a
-    SIGKILL of this process can leave servers behind).
+    Every server runs in the foreground as a child of this Python process (``postgres -D``, not
+    ``pg_ctl start``; ``pgbouncer`` without ``-d``), in its own session so a terminal's Ctrl-C
+    does not hit it half-way. Stopping sends the engine's "fast" shutdown signal (SIGINT for
+    PostgreSQL, which is what ``pg_ctl stop -m fast`` sends; SIGTERM for MariaDB and PgBouncer),
+    waits, then SIGKILLs after a timeout, and reaps the process. ``pg_ctl`` would daemonise the
+    postmaster and hand it to PID 1, which in some containers never reaps it (a zombie that still
+    answers ``kill -0``). A sandbox stops its servers in the reverse order of their start, so a
+    pooler goes before the server behind it. An ``atexit`` hook closes every sandbox still open,
+    so an aborted session leaves no server running (only a SIGKILL of this process can leave
+    servers behind).
 
 Missing binaries raise :class:`SandboxError` naming every place searched and the fix: run
 ``bash scripts/install-db-servers.sh``.
@@ -85,7 +99,7 @@ SANDBOX_OS_USER = "rotation-sandbox"
 
 INSTALL_HINT = (
     "run `bash scripts/install-db-servers.sh` to install the PostgreSQL and MariaDB server "
-    "packages (the stock services are not started)"
+    "packages and PgBouncer (the stock services are not started)"
 )
 
 _DEFAULT_STARTUP_TIMEOUT = 60.0
@@ -371,28 +385,32 @@ def find_postgres_bindir() -> Path:
         + "; ".join(tried) + f". To fix: {INSTALL_HINT}")
 
 
+# Debian puts daemons in sbin, which a non-root PATH often lacks.
+_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
+
+
+def _locate(names: Sequence[str]) -> Path | None:
+    """The first of ``names`` found on PATH or in :data:`_SBIN_DIRS`."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+        for directory in _SBIN_DIRS:
+            candidate = Path(directory) / name
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
 def find_mariadb_binaries() -> tuple[Path, Path]:
     """``(server, install_db)``: ``mariadbd``/``mysqld`` and ``mariadb-install-db``.
 
     Searched on PATH, then in /usr/sbin, /usr/local/sbin, /usr/bin, /usr/local/bin. The server
     must be MariaDB (MySQL's ``mysqld`` has a different bootstrap and option set).
     """
-    extra = ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
-
-    def locate(names: Sequence[str]) -> Path | None:
-        for name in names:
-            found = shutil.which(name)
-            if found:
-                return Path(found)
-            for directory in extra:
-                candidate = Path(directory) / name
-                if os.access(candidate, os.X_OK):
-                    return candidate
-        return None
-
-    server = locate(("mariadbd", "mysqld"))
-    install_db = locate(("mariadb-install-db", "mysql_install_db"))
-    where = "PATH, " + ", ".join(extra)
+    server = _locate(("mariadbd", "mysqld"))
+    install_db = _locate(("mariadb-install-db", "mysql_install_db"))
+    where = "PATH, " + ", ".join(_SBIN_DIRS)
     if server is None or install_db is None:
         missing = [name for name, found in (("mariadbd (or mysqld)", server),
                                             ("mariadb-install-db (or mysql_install_db)",
@@ -411,6 +429,36 @@ def find_mariadb_binaries() -> tuple[Path, Path]:
             f"{server} is not a MariaDB server ({version.strip() or 'no version output'}); the "
             f"sandbox needs MariaDB. To fix: {INSTALL_HINT}")
     return server, install_db
+
+
+# SCRAM pass-through (logging in to the server with the client's SCRAM keys, so no password
+# needs to be stored in PgBouncer) arrived in 1.14.
+_PGBOUNCER_MIN_VERSION = (1, 14)
+
+
+def find_pgbouncer() -> tuple[Path, str]:
+    """``(binary, version)`` of PgBouncer (1.14 or newer), searched like the MariaDB binaries."""
+    binary = _locate(("pgbouncer",))
+    if binary is None:
+        raise SandboxError(
+            f"PgBouncer not found (searched PATH, {', '.join(_SBIN_DIRS)}). "
+            f"To fix: {INSTALL_HINT}")
+    try:
+        output = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30,
+            check=False).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"`{binary} --version` failed: {exc}. To fix: {INSTALL_HINT}") from exc
+    match = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.\d+)?", output)
+    if match is None:
+        raise SandboxError(f"{binary} --version printed no PgBouncer version "
+                           f"({output.strip()[:200] or 'no output'})")
+    version = tuple(int(part) for part in match.groups())
+    if version < _PGBOUNCER_MIN_VERSION:
+        raise SandboxError(
+            f"{binary} is {match.group(0)}; the sandbox needs PgBouncer 1.14 or newer (SCRAM "
+            f"pass-through with auth_query). To fix: install a newer pgbouncer package")
+    return binary, match.group(0).split()[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,6 +565,51 @@ def _count_mariadb_logins(text: str) -> LoginCounts:
     return LoginCounts(succeeded=outcomes.count("ok"), failed=outcomes.count("failed"))
 
 
+# PgBouncer 1.18 (log_connections = 1), client lines only ("S-0x..." lines are its server side):
+#   2026-11-23 13:14:32.033 UTC [9328] LOG C-0x55d1...: appdb/u@127.0.0.1:38006 login attempt: ...
+#   2026-11-23 13:14:32.040 UTC [9328] WARNING C-0x55d1...: appdb/u@127.0.0.1:38006 pooler error:
+#   SASL authentication failed
+# The C-0x address is a reused slot; the client's ip:port names one connection.
+_PGB_CLIENT_RECORD = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \S+ \[\d+\] (?P<level>[A-Z]+) "
+    r"C-0x[0-9a-f]+: .*?@(?P<client>[0-9A-Fa-f.:\[\]]+:\d+) (?P<msg>.*)$", re.MULTILINE)
+_PGB_LOGIN_FAILED = re.compile(
+    r"^login failed:"
+    r"|^password authentication failed"
+    r"|^pooler error: (?:SASL authentication failed|password authentication failed"
+    r"|no such user|no such database|SSL required|unsupported startup parameter"
+    r"|server login has been failing|pgbouncer cannot connect to server"
+    r"|no more connections allowed|client_login_timeout|bouncer config error)")
+
+
+def _count_pgbouncer_logins(text: str) -> LoginCounts:
+    """Count client logins to PgBouncer in its log (``log_connections = 1``).
+
+    Each client connection (its ip:port) is one attempt. PgBouncer logs ``login attempt:`` once
+    it knows the user, *before* checking the password, so the attempt succeeded unless a login
+    error follows for that connection: a failed password (``password authentication failed``,
+    ``pooler error: SASL authentication failed``), an unknown user or database, no TLS (``SSL
+    required``), a refused startup parameter (``unsupported startup parameter: options``), or
+    no server login possible. Errors on a connection that never logged ``login attempt`` (no
+    TLS, refused parameter) are failed attempts too. Errors that only happen later in a session
+    (timeouts, closed servers) are not logins and are ignored.
+    """
+    outcomes: list[str] = []
+    current: dict[str, int] = {}
+    for match in _PGB_CLIENT_RECORD.finditer(text):
+        client, msg = match.group("client", "msg")
+        if msg.startswith("login attempt:"):
+            current[client] = len(outcomes)
+            outcomes.append("ok")
+        elif _PGB_LOGIN_FAILED.search(msg):
+            index = current.get(client)
+            if index is None:  # refused before it named a user, or `since` cut the attempt
+                index = current[client] = len(outcomes)
+                outcomes.append("failed")
+            outcomes[index] = "failed"
+    return LoginCounts(succeeded=outcomes.count("ok"), failed=outcomes.count("failed"))
+
+
 # --------------------------------------------------------------------------------------------
 # Server handles
 # --------------------------------------------------------------------------------------------
@@ -525,17 +618,18 @@ def _count_mariadb_logins(text: str) -> LoginCounts:
 class ServerHandle:
     """One running throwaway server. Made by :class:`Sandbox`; do not construct it yourself.
 
-    Attributes: ``engine`` (``"postgres"`` or ``"mariadb"``), ``host`` (always ``127.0.0.1``),
-    ``port``, ``admin_user``/``admin_password`` (a superuser; the password is kept out of
-    ``repr``), ``dbname`` (``appdb``), ``ca_file`` (PEM of the CA that signed the server
-    certificate), ``tls`` (False only for ``Sandbox.postgres(tls=False)``), ``log_file`` (the
-    log that records logins and statements), ``directory`` (the server's own directory) and
-    ``startup_seconds`` (wall time from ``initdb``/``mariadb-install-db`` to the first
-    successful admin login).
+    Attributes: ``engine`` (``"postgres"``, ``"mariadb"`` or ``"pgbouncer"``), ``host`` (always
+    ``127.0.0.1``), ``port``, ``admin_user``/``admin_password`` (a superuser; the password is
+    kept out of ``repr``), ``dbname`` (``appdb``), ``ca_file`` (PEM of the CA that signed the
+    server certificate), ``tls`` (False only for ``Sandbox.postgres(tls=False)``), ``log_file``
+    (the log that records logins and statements; PgBouncer's own log for a pooler), ``directory``
+    (the server's own directory) and ``startup_seconds`` (wall time from ``initdb``/
+    ``mariadb-install-db``/the pooler's set-up to the first successful login).
     """
 
     engine: str = ""
     _stop_signal: signal.Signals = signal.SIGTERM
+    _stop_timeout: float = _STOP_TIMEOUT
 
     def __init__(self, *, port: int, admin_password: str, ca_file: Path, log_file: Path,
                  directory: Path, process: subprocess.Popen[bytes], tls: bool,
@@ -582,7 +676,7 @@ class ServerHandle:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(self._stop_signal)
             try:
-                process.wait(timeout=_STOP_TIMEOUT)
+                process.wait(timeout=self._stop_timeout)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
@@ -812,6 +906,96 @@ class _MariaDBServer(ServerHandle):
         conn.close()
 
 
+class _PgBouncerServer(ServerHandle):
+    """PgBouncer in front of a sandbox PostgreSQL (``backend``).
+
+    ``host``/``port``/``dbname``/``ca_file`` are what a client uses to go through the pooler.
+    Users live in PostgreSQL, so :meth:`admin_connect`, :meth:`create_login_user` and
+    :meth:`drop_user` act on ``backend`` directly (superusers, the sandbox admin included, are
+    not looked up through the pooler at all). ``log_file`` is PgBouncer's own log;
+    :meth:`login_counts` counts client logins *to PgBouncer* (``backend.login_counts`` counts
+    PgBouncer's logins to the server).
+    """
+
+    engine = "pgbouncer"
+    # Immediate shutdown up to 1.22. From 1.23 SIGTERM waits for clients to leave; the sandbox's
+    # clients are gone by then, and the SIGKILL fallback covers any that are not.
+    _stop_signal = signal.SIGTERM
+    _stop_timeout = 5.0
+
+    def __init__(self, *, backend: ServerHandle, pool_mode: str, auth_user: str,
+                 version: str, **kwargs: Any) -> None:
+        super().__init__(admin_password=backend.admin_password, **kwargs)
+        self.backend = backend
+        self.pool_mode = pool_mode
+        self.auth_user = auth_user
+        self.version = version
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<{type(self).__name__} {self.version} {self.host}:{self.port} "
+                f"pool_mode={self.pool_mode} -> {self.backend.host}:{self.backend.port} "
+                f"pid={self.pid} {state}>")
+
+    def admin_connect(self) -> Any:
+        return self.backend.admin_connect()
+
+    def create_login_user(self, username: str, password: str, *,
+                          can_create_roles: bool = False) -> None:
+        self.backend.create_login_user(username, password, can_create_roles=can_create_roles)
+
+    def drop_user(self, username: str) -> None:
+        self.backend.drop_user(username)
+
+    def login_counts(self, since: int = 0) -> LoginCounts:
+        return _count_pgbouncer_logins(self._log_since(since))
+
+    def _wait_ready(self, deadline: float, auth_password: str) -> None:
+        """Wait for the listener, then one login as the ``auth_user`` through the pooler.
+
+        That login proves client TLS, PgBouncer's verify-full TLS login to PostgreSQL, and the
+        lookup function (it must answer for a user, without handing the verifier out here).
+        """
+        while b"process up" not in self.log_file.read_bytes():
+            if self._process.poll() is not None:
+                raise self._startup_failure(
+                    f"pgbouncer exited with code {self._process.returncode}")
+            if time.monotonic() > deadline:
+                raise self._startup_failure("not ready before the start-up timeout")
+            time.sleep(0.01)
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                    host=self.host, port=self.port, user=self.auth_user, password=auth_password,
+                    dbname=self.dbname, sslmode="verify-full", sslrootcert=self.ca_file,
+                    gssencmode="disable", autocommit=True,
+                    connect_timeout=max(1, min(10, int(deadline - time.monotonic())))) as conn:
+                found = conn.execute(_PGBOUNCER_PROBE, (self.auth_user,)).fetchone()
+        except psycopg.Error as exc:
+            raise self._startup_failure(f"login through the pooler failed: {exc}") from exc
+        if not found or found[0] != 1:
+            raise self._startup_failure("the auth_query lookup function found no user")
+
+
+# The lookup PgBouncer's docs recommend: a SECURITY DEFINER function (owned by the superuser,
+# who may read pg_shadow) that only the auth_user may call, with a fixed search_path. It answers
+# no rows for unknown users and for superusers (who have no business logging in through a pool).
+# SETOF, not OUT parameters: a missing user must be "no row", not a row of NULLs.
+_PGBOUNCER_LOOKUP_FUNCTION = """
+CREATE OR REPLACE FUNCTION pgbouncer.user_lookup(i_username text)
+RETURNS TABLE (uname text, phash text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT usename::text, passwd::text FROM pg_catalog.pg_shadow
+    WHERE usename = i_username AND NOT usesuper
+$$
+"""
+_PGBOUNCER_AUTH_QUERY = "SELECT uname, phash FROM pgbouncer.user_lookup($1)"
+_PGBOUNCER_PROBE = "SELECT count(*) FROM pgbouncer.user_lookup(%s)"
+_POOL_MODES = ("session", "transaction", "statement")
+
+
 # --------------------------------------------------------------------------------------------
 # The sandbox
 # --------------------------------------------------------------------------------------------
@@ -836,8 +1020,9 @@ class Sandbox:
 
     ``root``: the directory in which the sandbox creates its own unique sub-directory (default:
     the system temp dir); only that sub-directory is removed by :meth:`close`. Servers start on
-    first use and are cached: :meth:`postgres` (one per ``tls`` flag) and :meth:`mariadb`. A
-    server whose handle was stopped is started afresh on the next call.
+    first use and are cached: :meth:`postgres` (one per ``tls`` flag), :meth:`mariadb` and
+    :meth:`pgbouncer` (one per PostgreSQL server and pool mode). A server whose handle was
+    stopped is started afresh on the next call.
 
     ``startup_timeout`` bounds each server's start (initialisation, start, first admin login).
     Use it as a context manager, or call :meth:`close`; an ``atexit`` hook closes it otherwise.
@@ -888,11 +1073,26 @@ class Sandbox:
         """A MariaDB server with ``require_secure_transport=ON``."""
         return self._get("mariadb", self._start_mariadb)
 
+    def pgbouncer(self, pg: ServerHandle, *, pool_mode: str = "transaction") -> ServerHandle:
+        """PgBouncer in front of ``pg`` (a running TLS server of this sandbox), one per
+        ``(pg, pool_mode)``. Clients connect with TLS to its ``host``/``port``, database
+        ``appdb``, verifying against its ``ca_file``; it looks each user's SCRAM verifier up in
+        ``pg`` at every login (``auth_query``), so password changes on ``pg`` apply at once."""
+        if pool_mode not in _POOL_MODES:
+            raise SandboxError(f"pool_mode {pool_mode!r} is not one of {', '.join(_POOL_MODES)}")
+        if not isinstance(pg, _PostgresServer) or not pg.tls or pg not in self._all:
+            raise SandboxError(f"{pg!r} is not a TLS PostgreSQL server of this sandbox: start "
+                               "one with Sandbox.postgres()")
+        if not pg.running:
+            raise SandboxError(f"{pg!r} is stopped: PgBouncer needs it running")
+        return self._get(f"pgbouncer-{pg.port}-{pool_mode}",
+                         lambda: self._start_pgbouncer(pg, pool_mode))
+
     def close(self) -> None:
         """Stop every server this sandbox started and remove its directory. Idempotent."""
         with self._lock:
             errors: list[str] = []
-            for handle in self._all:
+            for handle in reversed(self._all):  # a pooler before the server behind it
                 try:
                     handle.stop()
                 except SandboxError as exc:
@@ -1107,3 +1307,85 @@ class Sandbox:
             handle.startup_seconds = time.monotonic() - started
             return handle
         raise AssertionError("unreachable")
+
+    def _start_pgbouncer(self, pg: _PostgresServer, pool_mode: str) -> ServerHandle:
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        binary, version = find_pgbouncer()
+        run_as = _run_as_for("postgres")
+        ca_file, cert_pem, key_pem = self._tls_material()
+        directory, _ = self._server_dir(f"pgbouncer-{pool_mode}", run_as)
+        auth_user = f"sandbox_pgbouncer_{self._counter}"
+        auth_password = secrets.token_urlsafe(24)
+        self._prepare_auth_lookup(pg, auth_user, auth_password)
+
+        _write(directory / "server.crt", cert_pem, run_as, 0o644)
+        _write(directory / "server.key", key_pem, run_as, 0o600)
+        _write(directory / "ca.pem", ca_file.read_bytes(), run_as, 0o644)
+        # The auth_user's own password, in plaintext: PgBouncer needs it to log in to PostgreSQL
+        # for the lookup. No other user is listed, so every other login goes to auth_query.
+        _write(directory / "userlist.txt", f'"{auth_user}" "{auth_password}"\n', run_as)
+        log_file = directory / "pgbouncer.log"
+
+        for attempt in range(_PORT_ATTEMPTS):
+            port = _free_port()
+            settings = {
+                "listen_addr": HOST,
+                "listen_port": str(port),
+                "unix_socket_dir": "",  # empty: no unix socket (none is needed)
+                "auth_type": "scram-sha-256",
+                "auth_file": str(directory / "userlist.txt"),
+                "auth_user": auth_user,
+                "auth_query": _PGBOUNCER_AUTH_QUERY,
+                "pool_mode": pool_mode,
+                "max_client_conn": "100",
+                "default_pool_size": "10",
+                "client_tls_sslmode": "require",
+                "client_tls_cert_file": str(directory / "server.crt"),
+                "client_tls_key_file": str(directory / "server.key"),
+                "server_tls_sslmode": "verify-full",
+                "server_tls_ca_file": str(directory / "ca.pem"),
+                "log_connections": "1",
+                "log_disconnections": "0",
+                "log_pooler_errors": "1",
+                "syslog": "0",
+            }
+            # Foreground, no `logfile`: PgBouncer then logs to stderr only, which is log_file.
+            _write(directory / "pgbouncer.ini",
+                   f"[databases]\n{DBNAME} = host={HOST} port={pg.port} dbname={DBNAME}\n\n"
+                   "[pgbouncer]\n"
+                   + "".join(f"{key} = {value}\n" for key, value in settings.items()), run_as)
+            log_file.unlink(missing_ok=True)
+            process = self._spawn([str(binary), str(directory / "pgbouncer.ini")], run_as,
+                                  directory, log_file)
+            handle = _PgBouncerServer(backend=pg, pool_mode=pool_mode, auth_user=auth_user,
+                                      version=version, port=port, ca_file=ca_file,
+                                      log_file=log_file, directory=directory, process=process,
+                                      tls=True)
+            self._all.append(handle)
+            try:
+                handle._wait_ready(deadline, auth_password)
+            except SandboxError:
+                handle.stop()
+                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(log_file):
+                    continue
+                raise
+            handle.startup_seconds = time.monotonic() - started
+            return handle
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _prepare_auth_lookup(pg: _PostgresServer, auth_user: str, auth_password: str) -> None:
+        """The auth_user and the lookup function (in ``appdb``, where PgBouncer runs
+        ``auth_query``: the database the client asked for)."""
+        from psycopg import sql
+
+        pg.create_login_user(auth_user, auth_password)
+        with pg.admin_connect() as conn:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS pgbouncer")
+            conn.execute("REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC")
+            conn.execute(_PGBOUNCER_LOOKUP_FUNCTION)
+            conn.execute("REVOKE ALL ON FUNCTION pgbouncer.user_lookup(text) FROM PUBLIC")
+            for grant in ("GRANT USAGE ON SCHEMA pgbouncer TO {}",
+                          "GRANT EXECUTE ON FUNCTION pgbouncer.user_lookup(text) TO {}"):
+                conn.execute(sql.SQL(grant).format(sql.Identifier(auth_user)))

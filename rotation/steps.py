@@ -172,7 +172,8 @@ def create_secret(ctx: StepContext) -> None:
     adapter = ctx.adapter(current)  # an unsupported engine fails here, before any write
     if ctx.settings.strategy == "alternating-users":
         ctx.masterarn(current)  # a missing key fails here, before any write
-    strategies.check_username_length(current.username, adapter, ctx.arn)
+    strategies.check_username_length(current.username, adapter, ctx.arn,
+                                     engine=current.engine, strategy=ctx.settings.strategy)
     username = strategies.pending_username(ctx.settings.strategy, current, adapter,
                                            ctx.previous_username)
     pending = current.with_user(username, generate_password(ctx.settings.password_policy))

@@ -70,15 +70,53 @@ def pair_base(current_username: str, pending_username: str, adapter: DatabaseAda
     return current_username
 
 
-def check_username_length(username: str, adapter: DatabaseAdapter, secret_arn: str) -> None:
-    """Refuse, before anything is written, a user name the engine would refuse or truncate."""
+def username_limit(adapter: DatabaseAdapter, engine: str | None, strategy: str) -> int:
+    """The longest user name a secret of ``engine`` may hold under ``strategy``: the adapter's
+    optional ``username_limit(engine, strategy)`` (one adapter can serve engines with different
+    limits: MySQL 32, MariaDB 80), else its ``max_username_length``."""
+    method = getattr(adapter, "username_limit", None)
+    if engine is not None and callable(method):
+        return int(method(engine, strategy))
+    return adapter.max_username_length
+
+
+def _engine_allowing(adapter: DatabaseAdapter, engine: str, strategy: str,
+                     size: int) -> tuple[str, int] | None:
+    """Another engine name served by the same adapter class whose limit ``size`` fits (a
+    MariaDB server behind ``"engine": "mysql"``), with that limit."""
+    from rotation.adapters import available_engines
+
+    cls = type(adapter)
+    own = f"{cls.__module__}:{cls.__qualname__}"
+    for name, target in sorted(available_engines().items()):
+        if name != engine and target == own:
+            limit = username_limit(adapter, name, strategy)
+            if size <= limit:
+                return name, limit
+    return None
+
+
+def check_username_length(username: str, adapter: DatabaseAdapter, secret_arn: str, *,
+                          engine: str | None = None, strategy: str = "single-user") -> None:
+    """Refuse, before anything is written, a user name the engine would refuse or truncate.
+
+    The limit is the secret's ``engine``'s (see :func:`username_limit`); without ``engine``,
+    the adapter's ``max_username_length``. When another engine of the same adapter would take
+    the name, the hint says to set it (MySQL's 32 characters against MariaDB's 80)."""
     unit = getattr(adapter, "username_length_unit", "characters")
     size = len(username.encode()) if unit == "bytes" else len(username)
-    if size > adapter.max_username_length:
-        raise SecretFormatError(
-            f"key `username` is {size} {unit} long in secret {secret_arn}; the "
-            f"{adapter.family} engine allows {adapter.max_username_length}",
-            key="username", secret_arn=secret_arn, hint="use a shorter user name")
+    limit = username_limit(adapter, engine, strategy)
+    if size <= limit:
+        return
+    what = f"engine `{engine}`" if engine else f"the {adapter.family} engine"
+    hint = "use a shorter user name"
+    other = _engine_allowing(adapter, engine, strategy, size) if engine else None
+    if other is not None:
+        hint = (f"engine `{other[0]}` allows {other[1]}: if the database is {other[0]}, set "
+                f"`engine` to `{other[0]}` in the secret; otherwise use a shorter user name")
+    raise SecretFormatError(
+        f"key `username` is {size} {unit} long in secret {secret_arn}; {what} allows {limit}",
+        key="username", secret_arn=secret_arn, hint=hint)
 
 
 def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCredentials,

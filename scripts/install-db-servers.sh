@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the PostgreSQL and MariaDB *server binaries* that rotation.sandbox starts as throwaway
-# servers (tests, `rotation demo`, benchmarks). Idempotent: installs only what is missing and
-# exits 0 at once when both are present.
+# servers (tests, `rotation demo`, benchmarks), and PgBouncer, which the sandbox puts in front of
+# its PostgreSQL to test rotation through a pooler. Idempotent: installs only what is missing and
+# exits 0 at once when all are present.
 #
 # It does NOT start or enable the distribution's own database services: the sandbox runs its own
 # servers on free loopback ports, from its own data directories. On Debian/Ubuntu a Debian
 # policy-rc.d (exit 101, "action forbidden") keeps the package scripts from starting the services
 # during the install, and the services are disabled afterwards. Note that the Debian postgresql
-# package still creates (but, here, does not start) its default cluster under /var/lib/postgresql.
+# package still creates (but, here, does not start) its default cluster under /var/lib/postgresql,
+# and the pgbouncer package its /etc/pgbouncer (which the sandbox never reads).
 #
 # Usage: bash scripts/install-db-servers.sh
 set -euo pipefail
@@ -45,6 +47,10 @@ have_mariadb() {
     find_one mariadbd mysqld && find_one mariadb-install-db mysql_install_db
 }
 
+have_pgbouncer() {
+    find_one pgbouncer
+}
+
 missing=()
 if have_postgres; then
     log "PostgreSQL server binaries found"
@@ -58,6 +64,12 @@ else
     log "MariaDB server binaries (mariadbd, mariadb-install-db) missing"
     missing+=(mariadb-server)
 fi
+if have_pgbouncer; then
+    log "PgBouncer binary found"
+else
+    log "PgBouncer binary (pgbouncer) missing"
+    missing+=(pgbouncer)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
     log "nothing to install"
     exit 0
@@ -65,7 +77,8 @@ fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     log "no apt-get on this machine: install ${missing[*]} with your package manager"
-    log "(macOS: brew install postgresql@16 mariadb; Fedora: dnf install postgresql-server mariadb-server)"
+    log "(macOS: brew install postgresql@16 mariadb pgbouncer;" \
+        "Fedora: dnf install postgresql-server mariadb-server pgbouncer)"
     log "and do not start their services: the sandbox starts its own servers"
     exit 1
 fi
@@ -110,6 +123,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         case "$pkg" in
             postgresql) unit=postgresql ;;
             mariadb-server) unit=mariadb ;;
+            pgbouncer) unit=pgbouncer ;;
             *) continue ;;
         esac
         log "disabling (and stopping, if running) the $unit service we just installed"
@@ -117,8 +131,8 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     done
 fi
 
-if have_postgres && have_mariadb; then
-    log "done: PostgreSQL and MariaDB server binaries are installed"
+if have_postgres && have_mariadb && have_pgbouncer; then
+    log "done: PostgreSQL and MariaDB server binaries and PgBouncer are installed"
 else
     log "the install finished but server binaries are still missing; see the output above"
     exit 1

@@ -4,14 +4,20 @@ Engine name ``example-postgres``. It passes the same contract suite as the built
 (``tests/integration/test_example_adapter.py``). What it shows, in order of importance:
 
 * TLS is never optional: ``sslmode`` comes from the secret (``verify-full`` unless it says
-  otherwise), the CA from ``ROTATION_CA_BUNDLE``; libpq never retries without TLS.
+  otherwise), the CA from ``ROTATION_CA_BUNDLE`` or else the machine's trust store as a file
+  (``default_ca_file()``; libpq's ``sslrootcert=system`` finds no roots with psycopg-binary);
+  libpq never retries without TLS.
 * The password reaches the server only as a SCRAM-SHA-256 verifier computed here.
 * SQL is composed with ``psycopg.sql.Identifier`` / ``Literal``, never with string formatting.
-* Driver errors become LoginError / TlsError / ConnectError / DbTimeoutError, naming the user and
-  host but never the password.
+* Driver errors become PasswordRefusedError (only for a wrong password: the steps then try
+  another version's password) / LoginError / TlsError / ConnectError / DbTimeoutError, naming
+  the user and host but never the password.
+* No ``options`` startup parameter (PgBouncer and RDS Proxy refuse it): the statement timeout
+  is a ``SET LOCAL`` sent with each statement.
 
 What the built-in ``rotation/adapters/postgres.py`` adds: refusing ``rds_iam`` roles, digest-
-shortened clone names, redaction registration, and a finer error mapping.
+shortened clone names, clone attributes and settings kept equal to the original's, a client-side
+deadline on every statement, redaction registration, and a finer error mapping.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
+from rotation.adapters import default_ca_file
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import DbCredentials
 from rotation.errors import (
@@ -31,6 +38,7 @@ from rotation.errors import (
     DatabaseError,
     DbTimeoutError,
     LoginError,
+    PasswordRefusedError,
     PrivilegeError,
     SecretFormatError,
     TlsError,
@@ -38,15 +46,19 @@ from rotation.errors import (
 
 NAMEDATALEN = 63  # PostgreSQL silently truncates longer names: refuse them instead
 _TLS = re.compile(r"SSL|TLS|certificate|no encryption", re.IGNORECASE)
-_AUTH = re.compile(r"password authentication failed|no password supplied", re.IGNORECASE)
+_WRONG_PASSWORD = re.compile(r"password authentication failed", re.IGNORECASE)
 
 
 class MinimalPostgresSession:
     """One authenticated connection (autocommit). A context manager; ``close`` is idempotent."""
 
-    def __init__(self, conn: psycopg.Connection[Any], where: str) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], where: str, timeout_ms: int) -> None:
         self._conn = conn
         self._where = where
+        # Sent in the same message as each statement: it ends with the statement's implicit
+        # transaction, so nothing outlives it on a pooled server connection.
+        self._timeout = sql.SQL("SET LOCAL statement_timeout = {}; ").format(
+            sql.Literal(timeout_ms))
 
     def __repr__(self) -> str:
         return f"<MinimalPostgresSession {self._where}>"
@@ -98,7 +110,8 @@ class MinimalPostgresSession:
     def _run(self, query: sql.Composed | sql.SQL, *, carries_secret: bool = False) -> list[Any]:
         try:
             with self._conn.cursor() as cur:
-                cur.execute(query)
+                cur.execute(sql.Composed([self._timeout, query]))
+                cur.nextset()  # past the SET's result, to the statement's
                 return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
             # The server's text may quote the statement: left out where it holds a verifier.
@@ -126,16 +139,16 @@ class MinimalPostgresAdapter:
             "user": _checked(credentials.username), "dbname": credentials.dbname or "postgres",
             "sslmode": credentials.sslmode,  # verify-full, verify-ca, require or disable
             "connect_timeout": max(2, math.ceil(self.options.connect_timeout)),
-            "options": f"-c statement_timeout={int(self.options.statement_timeout * 1000)}",
             "autocommit": True,
         }
         if credentials.sslmode in ("verify-full", "verify-ca"):
-            params["sslrootcert"] = self.options.ca_bundle or "system"
+            params["sslrootcert"] = self.options.ca_bundle or default_ca_file()
         try:
             conn = psycopg.connect(password=credentials.password, **params)
         except psycopg.Error as exc:
             raise _connect_error(exc, credentials) from None
-        return MinimalPostgresSession(conn, f"{credentials.host}:{credentials.port}")
+        return MinimalPostgresSession(conn, f"{credentials.host}:{credentials.port}",
+                                      int(self.options.statement_timeout * 1000))
 
     def clone_username(self, username: str) -> str:
         return _checked(username + "_clone")
@@ -152,16 +165,15 @@ def _connect_error(exc: psycopg.Error, creds: DbCredentials) -> DatabaseError:
     text, where = str(exc), f"{creds.host}:{creds.port}"
     kwargs: dict[str, Any] = {"driver_error": f"psycopg.{type(exc).__name__}",
                               "sqlstate": exc.sqlstate}
-    refused = LoginError(f"the database refused the login of {creds.username!r} on {where}",
-                         hint="check the secret's password", **kwargs)
-    if _AUTH.search(text):
-        return refused
+    refused = f"the database refused the login of {creds.username!r} on {where}"
+    if _WRONG_PASSWORD.search(text):
+        return PasswordRefusedError(refused, hint="check the secret's password", **kwargs)
     if _TLS.search(text):  # after the login check: "no encryption" is pg_hba.conf's TLS refusal
         return TlsError(f"TLS to {where} failed (sslmode {creds.sslmode})",
                         hint="set ROTATION_CA_BUNDLE to the CA that signed the server "
                              "certificate, or `sslmode` in the secret", **kwargs)
-    if (exc.sqlstate or "").startswith("28"):  # any other authorization failure
-        return refused
+    if "FATAL" in text:  # any other refusal (no LOGIN, pg_hba.conf, ...): no password fixes it
+        return LoginError(refused, hint="the server's words above say why", **kwargs)
     if "timeout expired" in text:
         return DbTimeoutError(f"connecting to {where} timed out",
                               hint="check security groups and subnets", **kwargs)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, cast
 
+from rotation.adapters._tls import default_ca_file
 from rotation.errors import AdapterLoadError, UnsupportedEngineError
 
 if TYPE_CHECKING:
@@ -81,4 +82,4 @@ def get_adapter(engine: str, options: AdapterOptions | None = None) -> DatabaseA
 
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "AdapterRegistry", "available_engines",
-           "get_adapter", "load_adapter_class"]
+           "default_ca_file", "get_adapter", "load_adapter_class"]

@@ -5,13 +5,17 @@ Contract (checked by the shared suite in ``tests/integration/adapter_contract.py
 * ``connect`` is the login. It either returns an authenticated session over the TLS the
   credential asks for, or raises: :class:`~rotation.errors.PasswordRefusedError` when the server
   said the user name or password is wrong, :class:`~rotation.errors.LoginError` when it refused
-  the login for another reason (no LOGIN, account locked, password expired, host not allowed), :class:`~rotation.errors.TlsError` when TLS could not be set up or verified,
+  the login for another reason (no LOGIN, account locked, password expired, host not allowed),
+  :class:`~rotation.errors.TlsError` when TLS could not be set up or verified,
   :class:`~rotation.errors.ConnectError` / :class:`~rotation.errors.DbTimeoutError` when the host
   cannot be reached in time. It never retries without TLS.
 * Session methods are idempotent: running one again with the same arguments changes nothing more.
 * No method lets a password or verifier reach a log line, an exception message or a repr; where the
   engine allows it, the password is hashed client-side so the plaintext never reaches the server.
 * SQL is composed with the driver's quoting, never with string formatting.
+* Optional members, looked up with ``getattr`` so that older plug-ins keep working: the class
+  attribute ``username_length_unit`` and the method ``username_limit(engine, strategy)`` (see
+  :class:`DatabaseAdapter`); createSecret refuses a longer user name before anything is written.
 """
 
 from __future__ import annotations
@@ -64,7 +68,10 @@ class DatabaseAdapter(Protocol):
     #: engine family, e.g. "postgres" or "mysql"
     family: ClassVar[str]
     #: longest user name the engine accepts, in characters (or in bytes where an adapter sets
-    #: the optional class attribute ``username_length_unit = "bytes"``, as PostgreSQL does)
+    #: the optional class attribute ``username_length_unit = "bytes"``, as PostgreSQL does);
+    #: clone names are made to fit it. An adapter serving engines with different limits may
+    #: add the optional method ``username_limit(engine: str, strategy: str) -> int`` (MySQL:
+    #: 32 for ``mysql``, 80 for ``mariadb``): it then bounds a secret's own user name instead
     max_username_length: ClassVar[int]
 
     def __init__(self, options: AdapterOptions) -> None: ...

@@ -69,10 +69,15 @@ Syntax is chosen from what the server says it is (:class:`ServerInfo`: ``VERSION
 * The account's plugin comes from ``mysql.user``; an account that may not read it (single user)
   reads its own ``SHOW CREATE USER``.
 
-Clone names (alternating users): ``user + "_clone"`` when that fits MySQL's 32 characters
-(MariaDB's 80 cannot be known before connecting, so 32 is used for both); otherwise the first
-19 characters, ``_``, 6 hex digits of SHA-256(user) and ``_clone``: 32 characters, stable, and
-distinct for long names sharing a prefix.
+User name limits: MySQL (5.7.8 and later, Aurora MySQL) allows 32 characters, MariaDB 80, MySQL
+5.7.7 and older 16. Before connecting only the secret's ``engine`` is known, so a secret's user
+may be as long as its engine allows (:meth:`MySQLAdapter.username_limit`: 80 for ``mariadb``, 32
+for ``mysql`` and ``aurora-mysql``): a MariaDB server behind ``"engine": "mysql"`` (common) gets
+MySQL's limit, and the error says to set the engine to ``mariadb``. Clone names (alternating
+users) always fit 32, whatever the engine, so existing pairs keep their names: ``user +
+"_clone"`` when that fits; otherwise the first 19 characters, ``_``, 6 hex digits of
+SHA-256(user) and ``_clone``: 32 characters, stable, and distinct for long names sharing a
+prefix. An original of up to 80 characters on MariaDB thus alternates with a 32-character clone.
 
 Account names are written as backtick-quoted identifiers (a backtick doubled), which means the
 same under every ``sql_mode`` (``NO_BACKSLASH_ESCAPES``, ``ANSI_QUOTES``); secret values travel
@@ -84,6 +89,15 @@ not chained (``__cause__`` and ``__context__`` stay empty): a server's message c
 statement (a syntax error quotes the text near the password), so the driver's text is only
 included, scrubbed, for statements that carry no secret, and the error keeps the driver's class
 name (``driver_error``) and the MySQL error number (``sqlstate``).
+
+A refused login is a :class:`~rotation.errors.PasswordRefusedError` (the one refusal that makes
+setSecret try other versions' passwords) only when the server said the password or user is
+wrong: 1045, and on MariaDB 1698 (its answer to a wrong password when the account's plugin chain
+ends in ``unix_socket``). Not when the secret disables TLS and the server offers it: MariaDB
+before 11.4 under ``require_secure_transport``, and any account with ``REQUIRE SSL``, answer 1045
+to the right password too (the server's greeting, read before the refusal, tells whether it
+offers TLS). A locked or blocked account (3118, 4151, 4150, 3955), an expired password, a host
+not allowed and exhausted connection limits are plain LoginError / ConnectError with their fix.
 """
 
 from __future__ import annotations
@@ -96,12 +110,14 @@ import re
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, ClassVar, Literal
 
 import pymysql
+import pymysql.connections
 import pymysql.converters
+from pymysql.constants import CLIENT
 
 from rotation import _redact
 from rotation.adapters.base import AdapterOptions
@@ -112,6 +128,7 @@ from rotation.errors import (
     DatabaseError,
     DbTimeoutError,
     LoginError,
+    PasswordRefusedError,
     PrivilegeError,
     SecretFormatError,
     TlsError,
@@ -120,9 +137,19 @@ from rotation.errors import (
 log = logging.getLogger(__name__)
 
 CLONE_SUFFIX = "_clone"
-#: MySQL's limit on a user name, in characters. MariaDB allows 80, but the server is not known
-#: before connecting, so the tighter limit is the one names are made to fit.
+#: MySQL's limit on a user name, in characters (5.7.8 and later). Clone names are always made to
+#: fit it, whatever the engine: the server is not known when createSecret names the clone, and
+#: existing alternating pairs must keep their names.
 MAX_USERNAME_LENGTH = 32
+#: MariaDB's limit (10.0 and later)
+MARIADB_MAX_USERNAME_LENGTH = 80
+#: MySQL 5.7.7 and older, MariaDB 5.5
+OLD_MAX_USERNAME_LENGTH = 16
+#: the limit each engine name stands for, before the server is known (a plug-in engine name
+#: mapped to this adapter gets MySQL's)
+ENGINE_USERNAME_LIMITS: dict[str, int] = {"mysql": MAX_USERNAME_LENGTH,
+                                          "aurora-mysql": MAX_USERNAME_LENGTH,
+                                          "mariadb": MARIADB_MAX_USERNAME_LENGTH}
 _CLONE_DIGEST_CHARS = 6
 
 NATIVE = "mysql_native_password"
@@ -148,7 +175,9 @@ TLS_HINT = ("set ROTATION_CA_BUNDLE to the CA that signed the server certificate
 NETWORK_HINT = ("check that the function's VPC subnets and security groups can reach the "
                 "database port, and that `host` and `port` in the secret are right")
 MASTER_PRIVILEGE_HINT = ("the master user needs CREATE USER, SELECT on mysql.*, and every "
-                         "privilege it replays WITH GRANT OPTION (ADMIN OPTION for roles)")
+                         "privilege it copies WITH GRANT OPTION (ADMIN OPTION for roles); on "
+                         "MariaDB, copying a default role (SET DEFAULT ROLE ... FOR) also needs "
+                         "UPDATE on mysql.*")
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +363,24 @@ class ServerInfo:
     def has_default_roles_table(self) -> bool:
         """MySQL 8.0+ keeps default roles in ``mysql.default_roles`` (not in SHOW GRANTS)."""
         return not self.is_mariadb and self.version >= (8, 0, 0)
+
+    @property
+    def has_alter_user_options(self) -> bool:
+        """``ALTER USER ... REQUIRE ... WITH MAX_...``: MariaDB 10.2+ and MySQL 5.7.6+. On
+        MariaDB it needs only CREATE USER, where GRANT with the same clauses needs UPDATE on
+        the mysql schema."""
+        return self.is_mariadb or self.has_alter_user_as
+
+    @property
+    def max_username_length(self) -> int:
+        """The longest user name this server accepts, in characters (an unreadable version
+        counts as a current one)."""
+        if self.version == (0, 0, 0):
+            return MARIADB_MAX_USERNAME_LENGTH if self.is_mariadb else MAX_USERNAME_LENGTH
+        if self.is_mariadb:
+            return MARIADB_MAX_USERNAME_LENGTH if self.version >= (10, 0, 0) else \
+                OLD_MAX_USERNAME_LENGTH
+        return MAX_USERNAME_LENGTH if self.version >= (5, 7, 8) else OLD_MAX_USERNAME_LENGTH
 
     def describe(self) -> str:
         numbers = ".".join(str(n) for n in self.version)
@@ -758,13 +805,39 @@ def rewrite_grants(lines: Iterable[str], source: Account, target: Account) -> li
     return [g.to(target) for g in parsed]
 
 
+def _is_default_role(line: str) -> bool:
+    return parse_grant(line).kind == "default-role"
+
+
+def plan_grant_additions(desired: Sequence[str], current: Sequence[str],
+                         target: Account) -> list[Statement]:
+    """The first half of a grant sync, which takes nothing away: each ``desired`` line
+    ``target`` does not show yet (grants, then MySQL 8 partial revokes, then MariaDB's default
+    role), in :func:`rewrite_grants`'s order. A privilege the master may not grant fails here,
+    before :func:`plan_grant_sync` revokes anything, and every line this runs is known to be
+    grantable when that one replays it."""
+    have = set(current)
+    return [Statement(line, action=f"copy {_what(line)!r} to {target}")
+            for line in desired if line not in have]
+
+
+def _what(line: str) -> str:
+    """What a grant line grants, for messages: the text before its grantee, without TO."""
+    head = parse_grant(line).head
+    return _shorten(head[:head.rfind(" ")] if " " in head else head, 100)
+
+
 def plan_grant_sync(desired: Sequence[str], current: Sequence[str],
                     target: Account) -> list[Statement]:
     """Statements that give ``target`` exactly the ``desired`` grants, given its ``current``
     ones (both as :func:`rewrite_grants` writes them). Nothing when they already match;
     otherwise undo the role / proxy / default-role lines that are no longer wanted (REVOKE ALL
     does not reach them on MySQL; on MariaDB it does, so they go first), REVOKE ALL PRIVILEGES,
-    GRANT OPTION, and replay every desired line."""
+    GRANT OPTION, and replay every desired line.
+
+    MariaDB keeps an account's default role through REVOKE ALL, so a default role already in
+    place is not set again: SET DEFAULT ROLE ... FOR another account needs UPDATE on the mysql
+    schema, and failing on it after REVOKE ALL would fail the sync for nothing."""
     if sorted(desired) == sorted(current):
         return []
     plan: list[Statement] = []
@@ -777,8 +850,124 @@ def plan_grant_sync(desired: Sequence[str], current: Sequence[str],
             plan.append(Statement(undo, action=f"remove a grant from {target}"))
     plan.append(Statement(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account_sql(target)}",
                           action=f"revoke the privileges of {target}"))
-    plan.extend(Statement(line, action=f"copy privileges to {target}") for line in desired)
+    have = set(current)
+    plan.extend(Statement(line, action=f"copy privileges to {target}") for line in desired
+                if not (line in have and _is_default_role(line)))
     return plan
+
+
+# --------------------------------------------------------------------------------------------
+# Account options: REQUIRE and resource limits (pure)
+# --------------------------------------------------------------------------------------------
+
+#: resource limits as SHOW GRANTS prints them (MAX_STATEMENT_TIME is MariaDB's)
+RESOURCE_LIMITS = ("MAX_QUERIES_PER_HOUR", "MAX_UPDATES_PER_HOUR", "MAX_CONNECTIONS_PER_HOUR",
+                   "MAX_USER_CONNECTIONS", "MAX_STATEMENT_TIME")
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class AccountOptions:
+    """An account's TLS requirement and resource limits, as MariaDB (and MySQL 5.7.5 and older)
+    print them on its global SHOW GRANTS line. ``require``: ``("SSL", "")``, ``("X509", "")``
+    or ``("ISSUER" | "SUBJECT" | "CIPHER", value)`` items; ``limits``: the non-zero
+    ``(name, number)`` pairs, sorted."""
+
+    require: tuple[tuple[str, str], ...] = ()
+    limits: tuple[tuple[str, str], ...] = ()
+
+
+def _split_tail(tail: str) -> tuple[str, list[tuple[str, str]], dict[str, str]] | None:
+    """A grant line's tail without its REQUIRE and resource-limit clauses, and those clauses;
+    None when it has none, or holds something this does not know (the line is kept whole)."""
+    tokens = _solid(tokenize(tail))
+    kept: list[str] = []
+    require: list[tuple[str, str]] = []
+    limits: dict[str, str] = {}
+    found = False
+    i = 0
+    while i < len(tokens):
+        if tokens[i].is_word("REQUIRE"):
+            found, i = True, i + 1
+            while i < len(tokens) and not tokens[i].is_word("WITH"):
+                word = tokens[i]
+                if word.is_word("SSL", "X509"):
+                    require.append((word.text.upper(), ""))
+                    i += 1
+                elif word.is_word("NONE", "AND"):
+                    i += 1
+                elif word.is_word("ISSUER", "SUBJECT", "CIPHER") and i + 1 < len(tokens) \
+                        and tokens[i + 1].kind == "string":
+                    require.append((word.text.upper(), tokens[i + 1].value))
+                    i += 2
+                else:
+                    return None
+        elif tokens[i].is_word("WITH"):
+            i += 1
+            while i < len(tokens):
+                word, rest = tokens[i], tokens[i + 1:i + 3]
+                sign = "-" if rest and rest[0].kind == "punct" and rest[0].text == "-" else ""
+                number = rest[1] if sign and len(rest) > 1 else (rest[0] if rest else None)
+                if word.is_word("GRANT", "ADMIN") and rest and rest[0].is_word("OPTION"):
+                    kept.append(f"{word.text.upper()} OPTION")
+                    i += 2
+                elif word.is_word(*RESOURCE_LIMITS) and number is not None \
+                        and number.kind == "word" and _NUMBER_RE.fullmatch(number.text):
+                    found = True
+                    limits[word.text.upper()] = sign + number.text
+                    i += 3 if sign else 2
+                else:
+                    return None
+        else:
+            return None
+    if not found:
+        return None
+    return ("WITH " + " ".join(kept) if kept else ""), require, limits
+
+
+def split_account_options(lines: Iterable[str]) -> tuple[list[str], AccountOptions]:
+    """Grant lines (as :func:`rewrite_grants` writes them) without their REQUIRE and resource
+    limit clauses, and those clauses. They are set with ALTER USER instead
+    (:func:`build_account_options`): on MariaDB a GRANT carrying them needs UPDATE on the mysql
+    schema (error 1044), ALTER USER only CREATE USER, and REVOKE ALL does not reset them."""
+    kept: list[str] = []
+    require: list[tuple[str, str]] = []
+    limits: dict[str, str] = {}
+    for line in lines:
+        grant = parse_grant(line)
+        split = _split_tail(grant.tail) if grant.kind == "grant" else None
+        if split is None:
+            kept.append(line)
+            continue
+        tail, line_require, line_limits = split
+        kept.append(replace(grant, tail=tail).to(grant.grantee))
+        require.extend(line_require)
+        limits.update(line_limits)
+    nonzero = sorted((name, value) for name, value in limits.items()
+                     if float(value) != 0)
+    return kept, AccountOptions(tuple(require), tuple(nonzero))
+
+
+def build_account_options(server: ServerInfo, account: Account,
+                          options: AccountOptions) -> Statement:
+    """``ALTER USER account REQUIRE ... WITH MAX_...`` giving ``account`` exactly ``options``:
+    every limit is written (0 where ``options`` has none), so a requirement or limit the source
+    no longer has is dropped too. Needs CREATE USER only. The keywords and numbers were checked
+    when the SHOW GRANTS line was read; DN and cipher strings travel as arguments."""
+    clauses: list[str] = []
+    args: list[str] = []
+    for kind, value in options.require:
+        if value:
+            clauses.append(f"{kind} %s")
+            args.append(value)
+        else:
+            clauses.append(kind)
+    have = dict(options.limits)
+    names = RESOURCE_LIMITS if server.is_mariadb else RESOURCE_LIMITS[:-1]
+    limits = " ".join(f"{name} {have.get(name, '0')}" for name in names)
+    template = "ALTER USER {0} REQUIRE " + (" AND ".join(clauses) or "NONE") + " WITH " + limits
+    return Statement.build(template, [account], args,
+                           action=f"set the TLS requirement and resource limits of {account}")
 
 
 @dataclass(frozen=True)
@@ -852,6 +1041,11 @@ ER_MISSING_CURRENT_PASSWORD = 3892
 ER_PASSWORD_CANNOT_BE_RETAINED_ON_PLUGIN_CHANGE = 3894
 ER_CURRENT_PASSWORD_CANNOT_BE_RETAINED = 3895
 ER_MARIADB_ACCOUNT_LOCKED = 4151
+ER_MARIADB_USER_BLOCKED = 4150  # max_password_errors reached
+ER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK = 3955  # MySQL 8.0.19+ FAILED_LOGIN_ATTEMPTS
+ER_CON_COUNT = 1040
+ER_HOST_IS_BLOCKED = 1129
+ER_SERVER_OFFLINE_MODE = 3032
 CR_CONNECTION_ERROR = 2002
 CR_CONN_HOST_ERROR = 2003
 CR_UNKNOWN_HOST = 2005
@@ -889,9 +1083,71 @@ def _kwargs(exc: BaseException) -> dict[str, Any]:
             "sqlstate": str(errno) if errno is not None else None}
 
 
+@dataclass(frozen=True)
+class Greeting:
+    """What the server said before authentication: known even when the login fails."""
+
+    version: str
+    offers_tls: bool
+
+    @property
+    def is_mariadb(self) -> bool:
+        return "mariadb" in self.version.lower()
+
+
+def _greeting(conn: Any) -> Greeting | None:
+    """The greeting PyMySQL read (None when the connection failed before it)."""
+    version = getattr(conn, "server_version", None)
+    capabilities = getattr(conn, "server_capabilities", None)
+    if not isinstance(version, str) or not isinstance(capabilities, int):
+        return None
+    return Greeting(version, bool(capabilities & CLIENT.SSL))
+
+
+def _access_denied(errno: int, credentials: DbCredentials, greeting: Greeting | None,
+                   kwargs: dict[str, Any]) -> DatabaseError:
+    """1045 / 1698: PasswordRefusedError only where a wrong password is what the server can
+    mean; otherwise a plain LoginError, since trying other passwords cannot help."""
+    where = f"{credentials.host}:{credentials.port}"
+    user = credentials.username
+    if credentials.sslmode == "disable" and (greeting is None or greeting.offers_tls):
+        # A server that requires TLS (MariaDB's require_secure_transport before 11.4, or an
+        # account with REQUIRE SSL) refuses a plaintext login with this same answer, right
+        # password or not: no other version's password would get further.
+        return LoginError(
+            f"access denied for user {user!r} at {where} over an unencrypted connection (the "
+            "secret disables TLS, and the server offers it)",
+            hint="servers with require_secure_transport=ON (MariaDB before 11.4) and accounts "
+                 "with REQUIRE SSL refuse plaintext logins with this same error: remove `ssl: "
+                 "false` / `sslmode: disable` from the secret; otherwise check the password and "
+                 "user", **kwargs)
+    if errno == ER_ACCESS_DENIED_NO_PASSWORD and not (greeting and greeting.is_mariadb):
+        # MySQL: the account's plugin took no password (auth_socket and the like).
+        return LoginError(f"access denied for user {user!r} at {where}: the account "
+                          "authenticates without a password (auth_socket or a similar plugin)",
+                          hint="rotate only accounts that log in with a password", **kwargs)
+    extra = ""
+    if errno == ER_ACCESS_DENIED_NO_PASSWORD:
+        # MariaDB answers a wrong password so when the account's plugin chain ends in one
+        # without a password ("... OR unix_socket"); a user name unknown for this host too.
+        extra = ("; MariaDB gives this answer for a wrong password when the account's plugin "
+                 "chain ends in one without a password (`... OR unix_socket`), and for a "
+                 "socket-only account")
+    return PasswordRefusedError(
+        f"access denied for user {user!r} at {where}: wrong password or user name{extra}",
+        hint="check the password in the secret, and that the account exists for the host the "
+             "function connects from (an account that REQUIREs X509, ISSUER or SUBJECT needs "
+             "a client certificate, which this function does not send, and gets the same "
+             "answer)", **kwargs)
+
+
 def map_connect_error(exc: BaseException, credentials: DbCredentials,
-                      options: AdapterOptions | None = None) -> DatabaseError:
-    """The framework error for a failed login (PyMySQL error, OSError or RuntimeError)."""
+                      options: AdapterOptions | None = None, *,
+                      greeting: Greeting | None = None) -> DatabaseError:
+    """The framework error for a failed login (PyMySQL error, OSError or RuntimeError).
+    ``greeting`` (the server's version and whether it offers TLS, read before the login was
+    refused) tells a wrong password from a refusal no password fixes where the errno alone
+    cannot."""
     where = f"{credentials.host}:{credentials.port}"
     user = credentials.username
     timeout = options.connect_timeout if options else None
@@ -925,17 +1181,7 @@ def map_connect_error(exc: BaseException, credentials: DbCredentials,
                           "the PyNaCl package", hint="add pynacl to the MySQL driver layer",
                           **kwargs)
     if errno in (ER_ACCESS_DENIED, ER_ACCESS_DENIED_NO_PASSWORD):
-        if credentials.sslmode == "disable":
-            return LoginError(
-                f"access denied for user {user!r} at {where} over an unencrypted connection "
-                "(the secret disables TLS)",
-                hint="servers with require_secure_transport=ON (MariaDB before 11.4) refuse "
-                     "plaintext logins with this same error: remove `ssl: false` / `sslmode: "
-                     "disable` from the secret; otherwise check the password and user",
-                **kwargs)
-        return LoginError(f"access denied for user {user!r} at {where}",
-                          hint="check the password in the secret, and that the account exists "
-                               "for the host the function connects from", **kwargs)
+        return _access_denied(errno, credentials, greeting, kwargs)
     if errno == ER_SECURE_TRANSPORT_REQUIRED:
         return TlsError(f"{where} refuses unencrypted connections (require_secure_transport), "
                         "and the secret disables TLS",
@@ -957,6 +1203,11 @@ def map_connect_error(exc: BaseException, credentials: DbCredentials,
     if errno in (ER_ACCOUNT_LOCKED, ER_MARIADB_ACCOUNT_LOCKED):
         return LoginError(f"the account of user {user!r} at {where} is locked",
                           hint="unlock it: ALTER USER ... ACCOUNT UNLOCK", **kwargs)
+    if errno in (ER_MARIADB_USER_BLOCKED, ER_ACCOUNT_BLOCKED_BY_PASSWORD_LOCK):
+        return LoginError(f"the account of user {user!r} at {where} is blocked after too many "
+                          "failed logins", hint="find what logs in with a wrong password; "
+                                                "unblock it with ALTER USER ... ACCOUNT UNLOCK "
+                                                "(MariaDB: or FLUSH PRIVILEGES)", **kwargs)
     if errno in (ER_MUST_CHANGE_PASSWORD_LOGIN, ER_MUST_CHANGE_PASSWORD):
         return LoginError(f"the password of user {user!r} at {where} has expired",
                           hint="set a new password by hand, then put it in the secret",
@@ -968,10 +1219,23 @@ def map_connect_error(exc: BaseException, credentials: DbCredentials,
     if errno == CR_AUTH_PLUGIN_ERR:
         return TlsError(f"the authentication plugin of user {user!r} at {where} needs a "
                         "secure connection", hint="do not disable TLS in the secret", **kwargs)
-    if errno in (ER_USER_LIMIT_REACHED, 1040, 1129):
+    if errno == ER_USER_LIMIT_REACHED:
+        return ConnectError(f"user {user!r} at {where} has reached a resource limit: "
+                            f"{_driver_text(exc)}",
+                            hint="the account's MAX_USER_CONNECTIONS / MAX_CONNECTIONS_PER_HOUR "
+                                 "(or max_user_connections) is used up: wait, or raise it with "
+                                 "ALTER USER ... WITH ...", **kwargs)
+    if errno == ER_CON_COUNT:
         return ConnectError(f"{where} refused the connection: {_driver_text(exc)}",
-                            hint="the server's connection limits are reached, or the host is "
-                                 "blocked (FLUSH HOSTS)", **kwargs)
+                            hint="the server's max_connections is reached: close idle "
+                                 "connections or raise it", **kwargs)
+    if errno == ER_HOST_IS_BLOCKED:
+        return ConnectError(f"{where} refused the connection: {_driver_text(exc)}",
+                            hint="the function's address is blocked after too many connection "
+                                 "errors (max_connect_errors): FLUSH HOSTS", **kwargs)
+    if errno == ER_SERVER_OFFLINE_MODE:
+        return ConnectError(f"{where} is in offline mode", hint="wait for the server to leave "
+                                                                "offline_mode", **kwargs)
     if errno in (CR_SERVER_LOST, CR_SERVER_GONE, CR_CONN_HOST_ERROR, CR_CONNECTION_ERROR,
                  CR_UNKNOWN_HOST):
         text = _driver_text(exc)
@@ -1023,8 +1287,18 @@ def map_statement_error(exc: BaseException, statement: Statement, where: str,
                              hint="turn dual passwords off for this account", **kwargs)
     if errno == ER_WRONG_STRING_LENGTH:
         return DatabaseError(f"{what}: a name is too long for this server (user names: 32 "
-                             "characters on MySQL, 80 on MariaDB)",
+                             "characters on MySQL 5.7.8 and later, 16 before, 80 on MariaDB)",
                              hint="use a shorter user name", **kwargs)
+    if errno == ER_MUST_CHANGE_PASSWORD:
+        return LoginError(f"{what}: the password of the logged-in user has expired (the "
+                          "server allows nothing but setting a new one)",
+                          hint="set a new password by hand, then put it in the secret",
+                          **kwargs)
+    if errno == ER_USER_LIMIT_REACHED:
+        return DatabaseError(f"{what}: the logged-in user has reached a resource limit "
+                             "(MAX_QUERIES_PER_HOUR / MAX_UPDATES_PER_HOUR)",
+                             hint="wait for the hour to pass, or raise the account's limit "
+                                  "with ALTER USER ... WITH ...", **kwargs)
     if errno == ER_CANNOT_USER:
         return DatabaseError(f"{what}: the server refused the account change{detail}",
                              hint="check that the account exists (or not, for a new one)",
@@ -1154,20 +1428,30 @@ class MySQLSession:
 
     def sync_clone(self, source_username: str, clone_username: str, password: str) -> None:
         """Create ``clone_username`` for every host part of ``source_username`` (same plugin),
-        set its password, and make its privileges match the source's now.
+        set its password, and make its privileges match the source's now. An existing clone's
+        privileges are synced before its password is set, so a sync that fails leaves it as
+        it was.
 
         Grants: ``SHOW GRANTS`` of the source is rewritten to the clone (the grantee token is
         replaced; ``IDENTIFIED ...`` clauses are dropped). When the clone's grants already
-        match, nothing runs; otherwise ``REVOKE ALL PRIVILEGES, GRANT OPTION`` (plus REVOKE of
-        role and PROXY grants no longer wanted) and the source's lines are replayed, so grants
-        removed from the source disappear. Role grants (MySQL 8, MariaDB) are replayed like any
-        grant; default roles are copied (MariaDB: from SHOW GRANTS; MySQL 8: from
-        mysql.default_roles).
+        match, nothing runs. Otherwise, first the source's lines the clone lacks are granted:
+        this takes nothing away, so a privilege the master may not grant fails here
+        (PrivilegeError) with the clone's privileges intact. Only if the clone still holds
+        more than the source are the role and PROXY grants no longer wanted revoked, then
+        ``REVOKE ALL PRIVILEGES, GRANT OPTION``, and the source's lines replayed (all of them
+        just proved grantable), so grants removed from the source disappear; there is a short
+        window between REVOKE ALL and the replay. Role grants (MySQL 8, MariaDB) are copied
+        like any grant; default roles too (MariaDB: from SHOW GRANTS, which needs UPDATE on
+        mysql.*; MySQL 8: from mysql.default_roles).
 
-        Limits: MySQL 8 account options that SHOW GRANTS does not show (REQUIRE, resource
-        limits, password expiry, lock) are not copied; on MariaDB they are copied from the
-        ``GRANT USAGE`` line but not removed again. Clone accounts on hosts the source lacks
-        are left alone. There is a short window between REVOKE ALL and the replay.
+        Account options: on MariaDB the TLS requirement and resource limits (``REQUIRE``,
+        ``MAX_..._PER_HOUR``, ``MAX_USER_CONNECTIONS``, ``MAX_STATEMENT_TIME``) of the global
+        SHOW GRANTS line are set with ``ALTER USER`` (CREATE USER suffices; the same clauses
+        on GRANT need UPDATE on mysql.*), and removed again when the source drops them.
+
+        Limits: MySQL 5.7+ account options that SHOW GRANTS does not show (REQUIRE, resource
+        limits), and password expiry and account lock everywhere, are not copied. Clone
+        accounts on hosts the source lacks are left alone.
         """
         check_username(source_username, what="source username")
         check_username(clone_username, what="clone username")
@@ -1178,20 +1462,30 @@ class MySQLSession:
         sources = self._accounts(source_username, as_other=True)
         existing = {info.account.host.lower(): info
                     for info in self._lookup_accounts(clone_username)}
+        if len(existing) < len(sources) and len(clone_username) > server.max_username_length:
+            raise SecretFormatError(
+                f"the clone user name {clone_username!r} is {len(clone_username)} characters "
+                f"long; {server.describe()} allows {server.max_username_length}",
+                key="username", hint="use single-user rotation, or a user name short enough "
+                                     "for `name_clone` to fit")
         for source in sources:
             target = Account(clone_username, source.account.host)
             current = existing.get(target.host.lower())
             if current is None:
                 statement = build_create_user(server, target, source.plugin, password)
-            else:
-                target = current.account
-                statement = build_set_password(server, target, source.plugin, password,
-                                               current_plugin=current.plugin)
+                _redact.register(password, *statement.args)
+                self._run(statement)
+                self._sync_privileges(source.account, target)
+                continue
+            # An existing clone is the previous user, possibly still in use: its privileges are
+            # synced before its password changes, so a privilege the master lacks fails the
+            # sync with the clone untouched.
+            target = current.account
+            self._sync_privileges(source.account, target)
+            statement = build_set_password(server, target, source.plugin, password,
+                                           current_plugin=current.plugin)
             _redact.register(password, *statement.args)
             self._run(statement)
-            self._sync_grants(source.account, target)
-            if server.has_default_roles_table:
-                self._sync_default_roles(source.account, target)
 
     def discard_old_password(self, username: str) -> None:
         """Drop the retained secondary password of every account of ``username``; a no-op
@@ -1271,11 +1565,44 @@ class MySQLSession:
     def _show_grants(self, account: Account) -> list[str]:
         return [_text(row[0]) for row in self._run(build_show_grants(account))]
 
+    def _grants_of(self, account: Account, target: Account) -> tuple[list[str], AccountOptions]:
+        """``account``'s grants written for ``target``, and its REQUIRE / resource limits
+        apart where ALTER USER can set them."""
+        lines = rewrite_grants(self._show_grants(account), account, target)
+        if not self.server.has_alter_user_options:
+            return lines, AccountOptions()
+        return split_account_options(lines)
+
+    def _sync_privileges(self, source: Account, target: Account) -> None:
+        self._sync_grants(source, target)
+        if self.server.has_default_roles_table:
+            self._sync_default_roles(source, target)
+
     def _sync_grants(self, source: Account, target: Account) -> None:
-        desired = rewrite_grants(self._show_grants(source), source, target)
-        current = rewrite_grants(self._show_grants(target), target, target)
+        desired, wanted = self._grants_of(source, target)
+        current, options = self._grants_of(target, target)
+        if wanted != options:
+            self._run(build_account_options(self.server, target, wanted))
+        additions = plan_grant_additions(desired, current, target)
+        for statement in additions:
+            try:
+                self._run(statement)
+            except DatabaseError as exc:
+                raise _noted(exc, f"nothing was revoked from {target}") from None
+        if additions:
+            current, _ = self._grants_of(target, target)
+        revoked = False
         for statement in plan_grant_sync(desired, current, target):
-            self._run(statement)
+            try:
+                self._run(statement)
+            except DatabaseError as exc:
+                if not revoked:
+                    raise
+                # Every replayed line was granted a moment ago: only a concurrent change
+                # (or a lost connection) gets here. Say what state the clone is in.
+                raise _noted(exc, f"{target} was left with part of the privileges of "
+                                  f"{source}; the next sync restores them") from None
+            revoked = revoked or statement.sql.startswith("REVOKE ALL PRIVILEGES")
 
     def _sync_default_roles(self, source: Account, target: Account) -> None:
         wanted = [Account(_text(r[0]), _text(r[1]))
@@ -1303,6 +1630,13 @@ class MySQLSession:
         raise error  # outside the except block: no driver exception in __context__
 
 
+def _noted(error: DatabaseError, note: str) -> DatabaseError:
+    """``error`` again (same class, errno and hint) with ``note`` added to its message."""
+    noted = type(error)(f"{error.message}; {note}", hint=error.hint,
+                        driver_error=error.driver_error, sqlstate=error.sqlstate)
+    return noted
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -1315,7 +1649,8 @@ class MySQLAdapter:
     """Engines ``mysql``, ``mariadb`` and ``aurora-mysql`` through PyMySQL."""
 
     family: ClassVar[str] = "mysql"
-    #: MySQL's 32 characters; MariaDB allows 80 but the server is unknown before connecting.
+    #: MySQL's 32 characters: what clone names are made to fit. A secret's own user may be as
+    #: long as its engine allows (:meth:`username_limit`: MariaDB's 80 for ``mariadb``).
     max_username_length: ClassVar[int] = MAX_USERNAME_LENGTH
 
     def __init__(self, options: AdapterOptions) -> None:
@@ -1356,15 +1691,20 @@ class MySQLAdapter:
         return kwargs
 
     def connect(self, credentials: DbCredentials) -> MySQLSession:
-        """Log in; LoginError / TlsError / ConnectError / DbTimeoutError on failure. No retry
-        and never a retry without TLS."""
+        """Log in; PasswordRefusedError (wrong password or user) / LoginError (any other
+        refusal) / TlsError / ConnectError / DbTimeoutError on failure. No retry and never a
+        retry without TLS."""
         _redact.register(credentials.password)
-        # A secret that disables TLS is warned about once per step by StepContext.adapter.
+        # A secret that disables TLS is warned about by the steps (StepContext), not here.
         kwargs = self.connect_kwargs(credentials)
+        # Deferred, so that the greeting (version, TLS offered) is still at hand when the login
+        # is refused: it tells a wrong password from a refusal no other password fixes.
+        conn: Any = None
         try:
-            conn = pymysql.connect(**kwargs)
+            conn = pymysql.connections.Connection(defer_connect=True, **kwargs)
+            conn.connect()
         except (pymysql.err.Error, OSError, RuntimeError) as exc:
-            error = map_connect_error(exc, credentials, self.options)
+            error = map_connect_error(exc, credentials, self.options, greeting=_greeting(conn))
         else:
             # PyMySQL re-applies _read_timeout before each read; it has no public setter.
             conn._read_timeout = self.options.statement_timeout
@@ -1375,16 +1715,26 @@ class MySQLAdapter:
         """``username + "_clone"``, or, past 32 characters, see :func:`clone_username`."""
         return clone_username(username, self.max_username_length)
 
+    def username_limit(self, engine: str, strategy: str) -> int:
+        """The longest user name a secret of ``engine`` may hold: 80 characters for
+        ``mariadb``, 32 for ``mysql`` and ``aurora-mysql``. The same under every strategy: an
+        alternating pair's clone name is shortened to 32 whatever the original's length."""
+        del strategy  # see above
+        return ENGINE_USERNAME_LIMITS.get(engine, MAX_USERNAME_LENGTH)
+
 
 __all__ = [
     "Account",
     "AccountInfo",
+    "AccountOptions",
     "GrantLine",
     "GrantParseError",
+    "Greeting",
     "MySQLAdapter",
     "MySQLSession",
     "ServerInfo",
     "Statement",
+    "build_account_options",
     "build_create_user",
     "build_discard_old_password",
     "build_set_password",
@@ -1396,6 +1746,8 @@ __all__ = [
     "native_password_hash",
     "parse_create_user",
     "parse_grant",
+    "plan_grant_additions",
     "plan_grant_sync",
     "rewrite_grants",
+    "split_account_options",
 ]

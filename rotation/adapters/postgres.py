@@ -1,8 +1,15 @@
 """PostgreSQL adapter (psycopg 3, engines ``postgres`` and ``aurora-postgresql``).
 
 * TLS: ``verify-full`` unless the secret says otherwise; the CA comes from ``ROTATION_CA_BUNDLE``
-  or libpq's ``sslrootcert=system``. libpq never retries without TLS here: ``prefer``/``allow``
-  are not offered.
+  or else the machine's trust store, passed to libpq as a file (``rotation.adapters._tls``):
+  psycopg-binary's libpq finds no roots with ``sslrootcert=system``. libpq never retries without
+  TLS here: ``prefer``/``allow`` are not offered, GSSAPI encryption (which would replace TLS) is
+  off, and the password is never sent in cleartext (``require_auth``).
+* Every wait is bounded: the login by ``connect_timeout``, each statement by a server-side
+  ``SET LOCAL statement_timeout`` and a client-side deadline that closes the socket when the
+  network or the server stops answering (where the server-side timeout cannot fire).
+* No startup parameter that PgBouncer or RDS Proxy refuse (no ``options``), and nothing set on
+  the session that would outlive a transaction on a pooled server connection.
 * Passwords are sent as SCRAM-SHA-256 verifiers computed client-side, so the plaintext never
   reaches the server or its logs.
 * SQL is composed with ``psycopg.sql`` (DDL does not take bound parameters).
@@ -10,9 +17,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
 import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -20,6 +33,7 @@ import psycopg
 from psycopg import sql
 
 from rotation import _redact
+from rotation.adapters._tls import default_ca_file
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import DbCredentials
 from rotation.errors import (
@@ -27,6 +41,7 @@ from rotation.errors import (
     DatabaseError,
     DbTimeoutError,
     LoginError,
+    PasswordRefusedError,
     PrivilegeError,
     SecretFormatError,
     TlsError,
@@ -35,6 +50,10 @@ from rotation.errors import (
 CLONE_SUFFIX = "_clone"
 NAMEDATALEN = 63  # bytes; longer identifiers are silently truncated by the server
 
+# The client-side deadline of a statement is its statement_timeout plus this: a server that
+# answers gets to report its own timeout (a clean error, the session still usable) first.
+CLIENT_GRACE_S = 0.5
+
 _TLS_HINT = ("set ROTATION_CA_BUNDLE to the PEM of the CA that signed the server certificate "
              "(for RDS, the region's global bundle), or set `sslmode` in the secret")
 _NETWORK_HINT = ("check that the function's subnets and security groups can reach the database "
@@ -42,17 +61,19 @@ _NETWORK_HINT = ("check that the function's subnets and security groups can reac
 _TLS_PATTERNS = re.compile(
     r"certificate|SSL|TLS|no encryption|does not support SSL|sslmode|handshake", re.IGNORECASE)
 _TIMEOUT_PATTERNS = re.compile(r"timeout expired|timed out", re.IGNORECASE)
-_AUTH_PATTERNS = re.compile(
-    r"password authentication failed|authentication failed|role .* does not exist|"
-    r"not permitted to log in|no password supplied|password is expired", re.IGNORECASE)
 
 
 class PostgresSession:
-    """An authenticated psycopg connection (autocommit)."""
+    """An authenticated psycopg connection (autocommit). Each statement is bounded by
+    ``statement_timeout`` seconds (see :meth:`_execute`)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], credentials: DbCredentials) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], credentials: DbCredentials,
+                 statement_timeout: float = AdapterOptions.statement_timeout) -> None:
         self._conn = conn
         self._where = f"{credentials.host}:{credentials.port}"
+        self._statement_timeout = statement_timeout
+        self._set_timeout = sql.SQL("SET LOCAL statement_timeout = {}; ").format(
+            sql.Literal(max(1, int(statement_timeout * 1000))))
 
     def __repr__(self) -> str:
         return f"<PostgresSession {self._where}>"
@@ -67,27 +88,28 @@ class PostgresSession:
             sql.Identifier(username), sql.Literal(self._verifier(username, password))))
 
     def sync_clone(self, source_username: str, clone_username: str, password: str) -> None:
+        """Create or update the clone, set its password, and make its attributes, memberships
+        and per-role settings match the source's (rotation/adapters/_pg_roles.py says how).
+
+        Everything is read and the master's privileges checked first: a missing privilege
+        raises PrivilegeError before any change. The changes then run in one transaction, so
+        the clone is never half synced. When the clone already matches, only the password
+        changes."""
+        from rotation.adapters import _pg_roles  # kept beside sync_clone, which alone uses it
+
         _check_name(source_username)
         _check_name(clone_username)
         self._refuse_iam_role(source_username)
+        plan = _pg_roles.read_plan(self._execute, source_username, clone_username, self._where)
         verifier = sql.Literal(self._verifier(clone_username, password))
-        exists = self._execute(sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {}").format(
-            sql.Literal(clone_username)))
-        if exists:
-            self._execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                sql.Identifier(clone_username), verifier))
-        else:
-            self._execute(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(
-                sql.Identifier(clone_username), verifier))
-        # As AWS's alternating-users sample: the clone is a member of the original user, so it
-        # holds the original's privileges now and any granted later. Re-run on every rotation.
-        member = self._execute(sql.SQL(
-            "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
-            "JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = {} AND u.rolname = {}"
-        ).format(sql.Literal(source_username), sql.Literal(clone_username)))
-        if not member:
-            self._execute(sql.SQL("GRANT {} TO {}").format(
-                sql.Identifier(source_username), sql.Identifier(clone_username)))
+        with self._transaction():
+            for statement in plan.statements(verifier):
+                self._execute(statement)
+        _pg_roles.log_plan(plan)
+
+    def fetch(self, query: sql.Composed | sql.SQL) -> list[tuple[Any, ...]]:
+        """Run one read-only query, bounded like every statement (``rotation doctor``)."""
+        return self._execute(query)
 
     def discard_old_password(self, username: str) -> None:
         """PostgreSQL keeps one password per role: nothing to discard."""
@@ -121,12 +143,97 @@ class PostgresSession:
                 "authentication for it instead of password rotation")
 
     def _execute(self, query: sql.Composed | sql.SQL) -> list[tuple[Any, ...]]:
+        """Run one statement within the session's budget; its rows (``[]`` if none).
+
+        Server side: one Query message ``SET LOCAL statement_timeout = N; <query>`` (psycopg
+        uses the simple protocol when nothing is bound). PostgreSQL runs it as one implicit
+        transaction, so the timeout bounds this statement, lock waits included, and ends with
+        it: nothing is left on a server connection that a transaction-pooling PgBouncer hands
+        to another client, unlike a session-wide SET, and no extra round trip.
+        Client side: a deadline closes the socket if no answer comes, which the server-side
+        timeout cannot do when the network or the server stopped answering."""
+        return self._send(sql.Composed([self._set_timeout, query]), skip_results=1)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN`` ... ``COMMIT`` around the block's :meth:`_execute` calls, each bounded like
+        a statement (psycopg's ``Connection.transaction()`` waits for them without a deadline).
+        The SET LOCAL in front of ``BEGIN`` then holds for the whole transaction."""
+        self._execute(sql.SQL("BEGIN"))
         try:
-            with self._conn.cursor() as cur:
+            yield
+        except BaseException:
+            if not self._conn.closed:
+                with contextlib.suppress(DatabaseError):
+                    # Nothing in front: an aborted transaction takes only ROLLBACK.
+                    self._send(sql.SQL("ROLLBACK"))
+            raise
+        self._execute(sql.SQL("COMMIT"))
+
+    def _send(self, query: sql.Composed | sql.SQL, skip_results: int = 0) -> list[tuple[Any, ...]]:
+        """One Query message under the client-side deadline; the rows of the result after the
+        first ``skip_results`` ones."""
+        bound = self._statement_timeout + CLIENT_GRACE_S
+        rows: list[tuple[Any, ...]] = []
+        failure: psycopg.Error | None = None
+        watchdog: _Watchdog | None = None
+        try:
+            watchdog = _Watchdog(self._conn.fileno(), bound)
+            with watchdog, self._conn.cursor() as cur:
                 cur.execute(query)
-                return cur.fetchall() if cur.description else []
+                for _ in range(skip_results):
+                    cur.nextset()
+                rows = cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
-            raise _statement_error(exc, self._where) from None
+            failure = exc
+        if watchdog is not None and watchdog.fired:
+            self.close()
+            raise DbTimeoutError(
+                f"no answer from {self._where} within {bound:g} s of a statement: the network "
+                "or the server stopped answering after the login; the connection was closed",
+                hint="check the network path to the database (security groups, NAT, proxies) "
+                     "and the server's load; Secrets Manager retries the step",
+                driver_error=f"psycopg.{type(failure).__name__}" if failure else "")
+        if failure is not None:
+            raise _statement_error(failure, self._where, self._statement_timeout) from None
+        return rows
+
+
+class _Watchdog:
+    """Ends a wait on a connection that outlives ``seconds`` by shutting its socket down, so
+    psycopg's wait returns with an error: nothing else interrupts a blocking wait on a peer
+    that still ACKs but never answers (TCP keepalives and ``tcp_user_timeout`` do not fire)."""
+
+    def __init__(self, fileno: int, seconds: float) -> None:
+        self.fired = False
+        self._fileno = fileno
+        self._armed = True
+        self._lock = threading.Lock()  # a late timer must not shut a connection that went on
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        with self._lock:
+            self._armed = False
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self._armed:
+                return
+            self.fired = True
+            # shutdown() acts on the socket, so a duplicate descriptor is enough, and closing
+            # the duplicate leaves psycopg's own descriptor to psycopg.
+            try:
+                with socket.socket(fileno=os.dup(self._fileno)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class PostgresAdapter:
@@ -147,25 +254,40 @@ class PostgresAdapter:
         try:
             conn = psycopg.connect(password=credentials.password, **params)
         except psycopg.Error as exc:
-            raise _connect_error(exc, credentials) from None
-        return PostgresSession(conn, credentials)
+            raise _connect_error(exc, credentials, params["connect_timeout"]) from None
+        return PostgresSession(conn, credentials, self.options.statement_timeout)
 
     def connection_params(self, credentials: DbCredentials) -> dict[str, Any]:
-        """libpq parameters for ``credentials``, without the password."""
+        """libpq parameters (and psycopg's ``autocommit`` and ``prepare_threshold``) for
+        ``credentials``, without the password. Raises TlsError when a verifying sslmode has no
+        CA file to verify with."""
         params: dict[str, Any] = {
             "host": credentials.host,
             "port": credentials.port,
             "user": credentials.username,
             "dbname": credentials.dbname or "postgres",
             "sslmode": credentials.sslmode,
+            # The whole login (TCP, TLS, authentication); 2 s is libpq's and psycopg's minimum.
             "connect_timeout": max(2, math.ceil(self.options.connect_timeout)),
-            "application_name": "rotation",
-            "options": f"-c statement_timeout={int(self.options.statement_timeout * 1000)}",
+            "application_name": "rotation",  # a startup parameter PgBouncer and RDS Proxy pass
+            # No `options` startup parameter: PgBouncer and RDS Proxy refuse the login with it.
+            # Empty sends none, and overrides a PGOPTIONS in the environment.
+            "options": "",
+            # libpq takes defaults from PG* environment variables: pin what guards TLS and the
+            # password. GSSAPI encryption, when Kerberos credentials are around, would be used
+            # instead of TLS and its certificate check.
+            "gssencmode": "disable",
+            "ssl_min_protocol_version": "TLSv1.2",
+            # Only methods that check the password without sending it: no cleartext request
+            # (an unverified `require` peer would read it), no `trust` (testSecret would prove
+            # nothing).
+            "require_auth": "scram-sha-256,md5",
             "autocommit": True,
+            # No server-side prepared statements: a transaction pooler loses them.
+            "prepare_threshold": None,
         }
         if credentials.sslmode in ("verify-full", "verify-ca"):
-            # libpq 16+ understands "system": the OS trust store.
-            params["sslrootcert"] = self.options.ca_bundle or "system"
+            params["sslrootcert"] = self.options.ca_bundle or default_ca_file()
         return params
 
     def clone_username(self, username: str) -> str:
@@ -193,32 +315,135 @@ def _driver_text(exc: psycopg.Error) -> str:
     return _redact.redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else "")[:300]
 
 
-def _connect_error(exc: psycopg.Error, credentials: DbCredentials) -> DatabaseError:
+@dataclass(frozen=True)
+class _Refusal:
+    """A failed login, told by its words: libpq hands psycopg no SQLSTATE for a failed login
+    (``exc.sqlstate`` is None), so the server's (PostgreSQL's, PgBouncer's) and libpq's messages
+    are matched, first match wins. ``sqlstate`` is what the server sends with those words."""
+
+    pattern: re.Pattern[str]
+    error: type[DatabaseError]
+    sqlstate: str | None
+    hint: str
+
+
+def _refusal(pattern: str, error: type[DatabaseError], sqlstate: str | None,
+             hint: str) -> _Refusal:
+    return _Refusal(re.compile(pattern, re.IGNORECASE), error, sqlstate, hint)
+
+
+_RETRIED = "; Secrets Manager retries the step"
+_REFUSED_HINT = ("the server says the user name or password is wrong; PostgreSQL answers the "
+                 "same for a password past the role's VALID UNTIL date. Check the secret "
+                 "against the database: the password may have been changed outside rotation")
+_REFUSALS = (
+    # Only these mean "the password is wrong" (PgBouncer: "SASL authentication failed").
+    _refusal(r"password authentication failed", PasswordRefusedError, "28P01", _REFUSED_HINT),
+    _refusal(r"SASL authentication failed", PasswordRefusedError, None, _REFUSED_HINT),
+    _refusal(r"is not permitted to log in", LoginError, "28000",
+             "the role lacks the LOGIN attribute: ALTER ROLE {user} LOGIN"),
+    _refusal(r"no pg_hba\.conf entry for .*no encryption", TlsError, "28000",
+             "the server takes this login only over TLS: remove `ssl: false` / "
+             "`sslmode: disable` from the secret"),
+    _refusal(r"no pg_hba\.conf entry for", LoginError, "28000",
+             "pg_hba.conf has no line for this client address, user and database: add a "
+             "hostssl line with scram-sha-256, or check `username` and `dbname` in the secret"),
+    _refusal(r"pg_hba\.conf rejects connection", LoginError, "28000",
+             "a `reject` line in pg_hba.conf matches this client address, user and database"),
+    _refusal(r"PAM authentication failed", LoginError, "28000",
+             "the server checks this role with PAM; on RDS that means the role is granted "
+             "rds_iam, which turns password logins off: revoke rds_iam or use IAM "
+             "authentication"),
+    _refusal(r"(LDAP|RADIUS|Ident|peer|certificate|GSSAPI|SSPI) authentication failed",
+             LoginError, "28000",
+             "pg_hba.conf checks this role with a method other than its password: use "
+             "scram-sha-256 for it"),
+    _refusal(r'database ".*" does not exist', LoginError, "3D000",
+             "check `dbname` in the secret"),
+    _refusal(r"no such database", LoginError, None,  # PgBouncer
+             "check `dbname` in the secret and the pooler's [databases] section"),
+    _refusal(r"no such user", LoginError, None,  # PgBouncer (auth_file / auth_query)
+             "the pooler knows no such login user: check `username` in the secret, that the "
+             "role has LOGIN, and the pooler's auth_file or auth_query"),
+    _refusal(r"permission denied for database|does not have CONNECT privilege", LoginError,
+             "42501", "GRANT CONNECT ON DATABASE <dbname> TO {user}"),
+    _refusal(r'role ".*" does not exist', LoginError, "28000",
+             "check `username` in the secret"),
+    _refusal(r"too many connections for role", ConnectError, "53300",
+             "the role's CONNECTION LIMIT is reached: wait for its sessions to end or raise "
+             "it (ALTER ROLE {user} CONNECTION LIMIT n)" + _RETRIED),
+    _refusal(r"too many connections for database", ConnectError, "53300",
+             "the database's CONNECTION LIMIT is reached: wait for its sessions to end or "
+             "raise it (ALTER DATABASE ... CONNECTION LIMIT n)" + _RETRIED),
+    _refusal(r"too many clients already|remaining connection slots are reserved",
+             ConnectError, "53300",
+             "the server is at max_connections: see who holds them (pg_stat_activity) or "
+             "raise the limit" + _RETRIED),
+    _refusal(r"no more connections allowed", ConnectError, None,  # PgBouncer
+             "the pooler is at max_client_conn: raise it or find who holds them" + _RETRIED),
+    _refusal(r"the database system is (starting up|shutting down|in recovery mode|"
+             r"not yet accepting connections|not accepting connections)", ConnectError,
+             "57P03", "the server is starting, stopping or recovering: try again" + _RETRIED),
+    _refusal(r"authentication method requirement .*cleartext password", LoginError, None,
+             "the server asked for the password in cleartext; the adapter logs in only with "
+             "scram-sha-256 or md5, which never send it: use scram-sha-256 in pg_hba.conf "
+             "(PgBouncer: auth_type = scram-sha-256)"),
+    _refusal(r"authentication method requirement .*did not complete authentication",
+             LoginError, None,
+             "the server let the user in without checking any password (trust), so the login "
+             "would prove nothing: use scram-sha-256 in pg_hba.conf"),
+    _refusal(r"authentication method requirement", LoginError, None,
+             "the server asked for an authentication method the adapter does not use (it "
+             "uses scram-sha-256 or md5): use scram-sha-256 in pg_hba.conf"),
+    _refusal(r"no password supplied", LoginError, None, "the secret's `password` is empty"),
+    _refusal(r"unsupported startup parameter", ConnectError, None,
+             "a connection pooler refused a startup parameter; the adapter sends none that "
+             "PgBouncer refuses, so look for PG* variables (PGOPTIONS) in the function's "
+             "environment, or the pooler's ignore_startup_parameters"),
+    _refusal(r"server login has been failing|pgbouncer cannot connect to server|"
+             r"no server connection", ConnectError, None,
+             "the pooler cannot log in to or reach PostgreSQL behind it: check the pooler's "
+             "log and its own server credentials" + _RETRIED),
+    _refusal(r"does not support SSL", TlsError, None,
+             "the server offers no TLS: turn ssl on in the server; the adapter logs in without "
+             "TLS only when the secret says `sslmode: disable`"),
+    _refusal(_TLS_PATTERNS.pattern, TlsError, None, _TLS_HINT),
+    # Any other refusal the server sent: the login reached it, the network is not the cause.
+    _refusal(r"\bFATAL:", LoginError, None,
+             "the server refused the session; its own words above say why"),
+)
+
+
+def _connect_error(exc: psycopg.Error, credentials: DbCredentials,
+                   timeout: float | None = None) -> DatabaseError:
     text = str(exc)
-    who = f"{credentials.username!r} on {credentials.host}:{credentials.port}"
+    where = f"{credentials.host}:{credentials.port}"
+    who = f"{credentials.username!r} on {where}"
     detail = _driver_text(exc)
     sqlstate = getattr(exc, "sqlstate", None)
-    kwargs: dict[str, Any] = {"driver_error": f"psycopg.{type(exc).__name__}",
-                              "sqlstate": sqlstate}
-    if _AUTH_PATTERNS.search(text) or sqlstate in ("28P01",):
-        return LoginError(f"the database refused the login of {who}: {detail}",
-                          hint="check the secret's password; it may have been changed outside "
-                               "rotation", **kwargs)
-    if _TLS_PATTERNS.search(text):
-        return TlsError(f"TLS to {credentials.host}:{credentials.port} failed "
-                        f"(sslmode {credentials.sslmode}): {detail}", hint=_TLS_HINT, **kwargs)
-    if _TIMEOUT_PATTERNS.search(text):
-        return DbTimeoutError(f"connecting to {credentials.host}:{credentials.port} timed out",
-                              hint=_NETWORK_HINT, **kwargs)
-    if sqlstate and sqlstate.startswith("28"):
-        return LoginError(f"the database refused the login of {who}: {detail}",
-                          hint="check the user name, its LOGIN attribute and pg_hba.conf",
-                          **kwargs)
-    return ConnectError(f"cannot connect to {credentials.host}:{credentials.port}: {detail}",
-                        hint=_NETWORK_HINT, **kwargs)
+    driver_error = f"psycopg.{type(exc).__name__}"
+    if isinstance(exc, psycopg.errors.ConnectionTimeout) or _TIMEOUT_PATTERNS.search(text):
+        within = f" within {timeout:g} s" if timeout else ""
+        return DbTimeoutError(f"no answer from {where} to the login{within}",
+                              hint=_NETWORK_HINT + ", and that the server is not overloaded",
+                              driver_error=driver_error, sqlstate=sqlstate)
+    for refusal in _REFUSALS:
+        if refusal.pattern.search(text):
+            error = refusal.error
+            if issubclass(error, TlsError):
+                message = f"TLS to {where} failed (sslmode {credentials.sslmode}): {detail}"
+            elif issubclass(error, LoginError):
+                message = f"the database refused the login of {who}: {detail}"
+            else:
+                message = f"cannot log in to {where}: {detail}"
+            return error(message, hint=refusal.hint.replace("{user}", credentials.username),
+                         driver_error=driver_error, sqlstate=sqlstate or refusal.sqlstate)
+    return ConnectError(f"cannot connect to {where}: {detail}", hint=_NETWORK_HINT,
+                        driver_error=driver_error, sqlstate=sqlstate)
 
 
-def _statement_error(exc: psycopg.Error, where: str) -> DatabaseError:
+def _statement_error(exc: psycopg.Error, where: str,
+                     timeout: float | None = None) -> DatabaseError:
     sqlstate = getattr(exc, "sqlstate", None)
     detail = _driver_text(exc)
     kwargs: dict[str, Any] = {"driver_error": f"psycopg.{type(exc).__name__}",
@@ -228,6 +453,19 @@ def _statement_error(exc: psycopg.Error, where: str) -> DatabaseError:
                               hint="grant the logged-in user the privilege (CREATEROLE for "
                                    "alternating users)", **kwargs)
     if isinstance(exc, psycopg.errors.QueryCanceled):
-        return DbTimeoutError(f"a statement on {where} exceeded the statement timeout",
-                              hint="check for locks on the role (pg_stat_activity)", **kwargs)
+        within = f" ({timeout:g} s)" if timeout else ""
+        return DbTimeoutError(f"a statement on {where} exceeded the statement timeout{within}",
+                              hint="check for locks on the role (pg_locks, pg_stat_activity)",
+                              **kwargs)
+    if sqlstate == "25006":  # read_only_sql_transaction
+        return DatabaseError(f"a statement on {where} failed: {detail}",
+                             hint="the session is read-only: `host` is a replica or reader "
+                                  "endpoint (or the role has default_transaction_read_only); "
+                                  "use the writer / primary endpoint", **kwargs)
+    if sqlstate in ("57P01", "57P02", "57P03"):  # admin / crash shutdown, cannot connect now
+        return ConnectError(f"the server at {where} ended the session: {detail}",
+                            hint="the server is restarting or failing over" + _RETRIED, **kwargs)
+    if sqlstate is None and isinstance(exc, psycopg.OperationalError):
+        return ConnectError(f"the connection to {where} was lost during a statement: {detail}",
+                            hint=_NETWORK_HINT, **kwargs)
     return DatabaseError(f"a statement on {where} failed: {detail}", **kwargs)

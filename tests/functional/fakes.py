@@ -106,7 +106,8 @@ class FakeAdapter:
             raise LoginError(f"the account of {credentials.username!r} is locked")
         if self.db.passwords.get(credentials.username) != credentials.password:
             self.db.logins["failed"] += 1
-            raise PasswordRefusedError(f"the database refused the login of {credentials.username!r}")
+            raise PasswordRefusedError(
+                f"the database refused the login of {credentials.username!r}")
         self.db.logins["ok"] += 1
         return FakeSession(self.db, credentials.username)
 

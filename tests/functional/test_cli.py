@@ -26,6 +26,7 @@ import rotation.demo
 from rotation.cli import main
 from rotation.config import Settings
 from rotation.doctor import PYTHON_RUNTIME_DEPRECATION, run_doctor
+from rotation.errors import ConnectError, DatabaseError, DbTimeoutError, LoginError, TlsError
 from rotation.event import STEPS
 from rotation.sandbox import LoginCounts
 from tests.conftest import EVENTS, LeakScan, LogCapture
@@ -783,6 +784,98 @@ def test_doctor_endpoint_unreachable(closed_port: int) -> None:
     assert statuses(report)["db-login"] == "skip"
 
 
+@pytest.mark.parametrize(("error", "detail"), [
+    (DbTimeoutError("connecting to 127.0.0.1 timed out"), "did not finish within 1 s"),
+    (ConnectError("the server closed the connection during the login"), "closed the connection"),
+    (DatabaseError("the server answered something unexpected"), "unexpected"),
+])
+def test_doctor_login_that_cannot_complete_is_a_failure(
+        drig: Rig, error: DatabaseError, detail: str, capsys: pytest.CaptureFixture[str],
+        leak_scan: LeakScan) -> None:
+    # GIVEN a plug-in engine (no protocol probe) whose login cannot complete past a working
+    # TCP path
+    drig.db.fail_next["connect"] = error
+
+    # WHEN the doctor runs
+    code = main(["doctor", drig.arn, "--json", "--no-function", "--timeout", "1"])
+
+    # THEN db-login fails with the error (no verdict on something the rotation needs is not
+    # a pass), TLS is not judged, and the command exits non-zero
+    out, _ = output(capsys, leak_scan)
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1, out
+    assert checks["db-login"]["status"] == "fail", checks["db-login"]
+    assert detail in checks["db-login"]["detail"]
+    assert checks["db-tls"]["status"] == "skip"
+    assert "see db-login" in checks["db-tls"]["detail"]
+    assert [n for n, c in checks.items() if c["status"] == "fail"] == ["db-login"]
+
+
+@pytest.mark.parametrize(("message", "ca_bundle", "detail", "fix"), [
+    ('server certificate for "db.example.com" does not match host name "10.0.0.5"', "ca.pem",
+     "does not name host", "`host`"),
+    ("SSL error: certificate verify failed", None, "this machine's trust store", "--ca-bundle"),
+    ("SSL error: certificate verify failed", "ca.pem", "not signed by a CA in", "--ca-bundle"),
+])
+def test_doctor_names_the_tls_cause(drig: Rig, tmp_path: Path, message: str,
+                                    ca_bundle: str | None, detail: str, fix: str) -> None:
+    # GIVEN a TLS failure of the login (the CA bundle itself is a readable PEM)
+    bundle = None
+    if ca_bundle:
+        import trustme
+
+        bundle = str(tmp_path / ca_bundle)
+        trustme.CA().cert_pem.write_to_path(bundle)
+    drig.db.fail_next["connect"] = TlsError(f"TLS to 10.0.0.5:5432 failed: {message}")
+
+    # WHEN the doctor runs
+    report = run_doctor(drig.sm, drig.arn, Settings(ca_bundle=bundle))
+
+    # THEN db-tls fails, naming that cause, and the login is not judged
+    check = report.check("db-tls")
+    assert check.status == "fail"
+    assert detail in check.detail
+    assert fix in check.fix
+    if detail == "not signed by a CA in":
+        assert f"not signed by a CA in {bundle}" in check.detail
+    assert report.check("db-login").status == "skip"
+
+
+@pytest.mark.parametrize("error_class", [TlsError, LoginError])
+def test_doctor_a_pg_hba_refusal_over_tls_is_a_login_failure(
+        drig: Rig, error_class: type[DatabaseError]) -> None:
+    # GIVEN pg_hba.conf has no line for this user over TLS (the PostgreSQL adapter has called
+    # that refusal a TLS error, because its text says "SSL encryption")
+    drig.db.fail_next["connect"] = error_class(
+        'the database refused the login: FATAL:  no pg_hba.conf entry for host "10.0.0.9", '
+        'user "app_user", database "appdb", SSL encryption')
+
+    # WHEN the doctor runs
+    report = run_doctor(drig.sm, drig.arn, Settings())
+
+    # THEN it is the login that fails, with the pg_hba.conf fix; TLS itself worked
+    assert [c.name for c in report.checks if c.status == "fail"] == ["db-login"]
+    assert "pg_hba.conf" in report.check("db-login").fix
+    assert report.check("db-tls").status == "ok"
+
+
+def test_doctor_a_master_given_only_to_diagnose_does_not_fail_the_run(
+        drig: Rig, sm: Any, db: FakeDatabase) -> None:
+    # GIVEN a single-user secret, and a --master-secret whose password no longer works
+    master_arn = sm.create_secret(Name="diagnose-master", SecretString=json.dumps(
+        {"username": "master_user", "password": "stale-Passw0rd-1"}))["ARN"]
+    db.passwords["master_user"] = "changed-elsewhere-1"
+
+    # WHEN the doctor runs with it
+    report = run_doctor(sm, drig.arn, Settings(), master_secret_id=master_arn)
+
+    # THEN the master's login failure is a warning (the rotation never uses it), not a failure
+    check = report.check("master-secret")
+    assert check.status == "warn"
+    assert "the rotation does not use it" in check.detail
+    assert not report.failed
+
+
 @pytest.mark.parametrize(("code", "message", "fix"), [
     ("DecryptionFailure", "Secrets Manager can't decrypt the protected secret text using the "
      "provided KMS key.", "kms:Decrypt"),
@@ -809,9 +902,11 @@ def test_doctor_kms_decrypt_denied(drig: Rig, code: str, message: str, fix: str)
 
 class FakeLambda:
     def __init__(self, runtime: str = "python3.12", reserved: int | None = None,
-                 missing: bool = False, strategy: str | None = None) -> None:
+                 missing: bool = False, strategy: str | None = None,
+                 denied: tuple[str, ...] = ()) -> None:
         self.runtime, self.reserved, self.missing, self.strategy = (runtime, reserved, missing,
                                                                     strategy)
+        self.denied = denied  # operations answered with AccessDeniedException
         self.asked: list[str] = []
 
     def get_function_configuration(self, FunctionName: str) -> dict[str, Any]:
@@ -820,12 +915,20 @@ class FakeLambda:
             raise ClientError({"Error": {"Code": "ResourceNotFoundException",
                                          "Message": "Function not found"}},
                               "GetFunctionConfiguration")
+        self._maybe_deny("GetFunctionConfiguration")
         env = {"ROTATION_STRATEGY": self.strategy} if self.strategy else {}
         return {"FunctionName": FunctionName, "Runtime": self.runtime, "PackageType": "Zip",
                 "Environment": {"Variables": env}}
 
     def get_function_concurrency(self, FunctionName: str) -> dict[str, Any]:
+        self._maybe_deny("GetFunctionConcurrency")
         return {} if self.reserved is None else {"ReservedConcurrentExecutions": self.reserved}
+
+    def _maybe_deny(self, operation: str) -> None:
+        if operation in self.denied:
+            raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                         "Message": f"not authorized to perform: lambda:"
+                                                    f"{operation}"}}, operation)
 
 
 class FakeLogs:
@@ -875,6 +978,26 @@ def test_doctor_missing_function_fails(drig: Rig) -> None:
     assert report.check("lambda-concurrency").status == "skip"
 
 
+@pytest.mark.parametrize(("denied", "check", "permission"), [
+    ("GetFunctionConfiguration", "lambda-runtime", "lambda:GetFunctionConfiguration"),
+    ("GetFunctionConcurrency", "lambda-concurrency", "lambda:GetFunctionConcurrency"),
+])
+def test_doctor_a_function_it_cannot_read_is_not_a_pass(drig: Rig, denied: str, check: str,
+                                                        permission: str) -> None:
+    # GIVEN the caller may not read the function's configuration (or its concurrency)
+    lam = FakeLambda(denied=(denied,))
+
+    # WHEN the doctor runs
+    report = run_doctor(drig.sm, drig.arn, Settings(), lambda_client=lam)
+
+    # THEN that check fails, naming the permission and the way to leave the function unchecked
+    result = report.check(check)
+    assert result.status == "fail", result
+    assert permission in result.fix
+    assert "--no-function" in result.fix
+    assert [c.name for c in report.checks if c.status == "fail"] == [check]
+
+
 def test_doctor_reads_the_strategy_from_the_function(drig: Rig) -> None:
     # GIVEN the function is configured for alternating users; the secret has no masterarn
     report = run_doctor(drig.sm, drig.arn, Settings(),
@@ -900,7 +1023,7 @@ def test_doctor_last_rotation_from_the_functions_logs(drig: Rig, log_capture: Lo
     assert check.status == "warn"
     assert f"version {report_.token[:8]}" in check.detail
     assert "createSecret done" in check.detail
-    assert "stopped at setSecret on LoginError (authentication)" in check.detail
+    assert "stopped at setSecret on PasswordRefusedError (authentication)" in check.detail
     assert "rotate again" in check.fix
     assert logs.asked[0]["logGroupName"] == "/aws/lambda/rotation"
     assert drig.arn in logs.asked[0]["filterPattern"]

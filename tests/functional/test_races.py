@@ -138,7 +138,7 @@ WHERE = ("after createSecret", "after setSecret", "after testSecret",
 RACERS = ("copy", "new-password", "moved-host")
 
 
-@pytest.mark.parametrize("container", ("warm", "cold"))
+@pytest.mark.parametrize("container", ["warm", "cold"])
 @pytest.mark.parametrize("racer", RACERS)
 @pytest.mark.parametrize("where", WHERE)
 def test_another_writer_makes_a_version_current_mid_rotation(

@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL and MariaDB servers for the integration tests (see rotation.sandbox).
+"""Throwaway PostgreSQL and MariaDB servers, and PgBouncer in front of the PostgreSQL, for the
+integration tests (see rotation.sandbox).
 
 The servers are session-scoped: started on first use, stopped when the session ends. Under
 pytest-xdist every worker is its own session, so each worker gets its own servers on its own free
@@ -35,6 +36,14 @@ def pg_server(sandbox: Sandbox) -> ServerHandle:
 def pg_server_notls(sandbox: Sandbox) -> ServerHandle:
     """PostgreSQL without TLS (``ssl=off``): clients must refuse to log in to it."""
     return sandbox.postgres(tls=False)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(sandbox: Sandbox, pg_server: ServerHandle) -> ServerHandle:
+    """PgBouncer (transaction pooling) in front of ``pg_server``: TLS on both sides, users
+    looked up at each login with ``auth_query`` (SCRAM). Users made with its
+    ``create_login_user`` live in ``pg_server``."""
+    return sandbox.pgbouncer(pg_server, pool_mode="transaction")
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ from rotation.errors import (
     DatabaseError,
     DbTimeoutError,
     LoginError,
+    PasswordRefusedError,
+    PrivilegeError,
     TlsError,
 )
 from tests.conftest import LeakScan
@@ -195,8 +197,10 @@ def test_disabled_tls_against_require_secure_transport(mariadb_server: Any,
         adapter.connect(credentials(mariadb_server, username, password, ssl=False))
     leak_scan.add_text(str(info.value))
     # THEN the login is refused, and the error points at TLS (MariaDB 10.11 answers "access
-    # denied"; MySQL and MariaDB 11.4+ answer 3159, mapped to TlsError)
+    # denied"; MySQL and MariaDB 11.4+ answer 3159, mapped to TlsError), and it is no password
+    # refusal: the password is right, so setSecret must not go on to try other versions'
     assert isinstance(info.value, LoginError | TlsError)
+    assert not isinstance(info.value, PasswordRefusedError)
     assert "TLS" in str(info.value)
     assert "require_secure_transport" in str(info.value)
     assert password not in str(info.value)
@@ -215,14 +219,82 @@ def test_wrong_password_is_a_login_error_without_the_password(
     with pytest.raises(LoginError) as info:
         adapter.connect(credentials(mariadb_server, username, wrong))
     leak_scan.add_text(str(info.value) + repr(info.value))
-    # THEN one failed login, and the error names user and host but not the password
+    # THEN one failed login, a password refusal (the one refusal worth another version's
+    # password), and the error names user and host but not the password
     counts = mariadb_server.login_counts(mark)
     assert (counts.succeeded, counts.failed) == (0, 1)
+    assert isinstance(info.value, PasswordRefusedError)
     assert repr(username) in str(info.value)
     assert f"{mariadb_server.host}:{mariadb_server.port}" in str(info.value)
     assert wrong not in str(info.value)
     assert info.value.sqlstate == "1045"
     assert info.value.__context__ is None
+
+
+def test_a_locked_account_is_no_password_refusal(mariadb_server: Any, adapter: MySQLAdapter,
+                                                 users: Callable[..., tuple[str, str]],
+                                                 leak_scan: LeakScan) -> None:
+    # GIVEN a locked account, and its right password
+    username, password = users()
+    admin_sql(mariadb_server, "ALTER USER %s@'%%' ACCOUNT LOCK", (username,))
+    # WHEN the adapter logs in
+    with pytest.raises(LoginError) as info:
+        adapter.connect(credentials(mariadb_server, username, password))
+    leak_scan.add_text(str(info.value))
+    # THEN it is a LoginError that says "locked", not a password refusal: no other version's
+    # password would get in, and each try counts towards lock-outs
+    assert not isinstance(info.value, PasswordRefusedError)
+    assert info.value.sqlstate == "4151"
+    assert "is locked" in str(info.value)
+    assert "ACCOUNT UNLOCK" in str(info.value)
+
+
+def test_an_account_blocked_by_wrong_passwords_is_no_password_refusal(
+        mariadb_server: Any, adapter: MySQLAdapter, users: Callable[..., tuple[str, str]],
+        leak_scan: LeakScan) -> None:
+    # GIVEN MariaDB blocking an account after 2 wrong passwords (max_password_errors)
+    username, password = users()
+    wrong = new_password()
+    leak_scan.add(wrong)
+    admin_sql(mariadb_server, "SET GLOBAL max_password_errors = 2")
+    try:
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(LoginError) as info:
+                adapter.connect(credentials(mariadb_server, username, wrong))
+            refusals.append(info.value)
+        # WHEN the right password is tried next
+        with pytest.raises(LoginError) as info:
+            adapter.connect(credentials(mariadb_server, username, password))
+    finally:
+        admin_sql(mariadb_server, "SET GLOBAL max_password_errors = DEFAULT")
+        admin_sql(mariadb_server, "FLUSH PRIVILEGES")  # unblocks
+    # THEN the wrong passwords were password refusals, the block is not
+    assert all(isinstance(error, PasswordRefusedError) for error in refusals)
+    assert not isinstance(info.value, PasswordRefusedError)
+    assert info.value.sqlstate == "4150"
+    assert "blocked after too many failed logins" in str(info.value)
+    assert can_login(mariadb_server, username, password)
+
+
+def test_a_wrong_password_on_a_unix_socket_chain_is_a_password_refusal(
+        mariadb_server: Any, adapter: MySQLAdapter, users: Callable[..., tuple[str, str]],
+        leak_scan: LeakScan) -> None:
+    # GIVEN an account whose plugin chain ends in unix_socket: MariaDB answers a wrong password
+    # with 1698, not 1045
+    username, password = users()
+    admin_sql(mariadb_server, "ALTER USER %s@'%%' IDENTIFIED VIA mysql_native_password USING "
+                              "%s OR unix_socket", (username, native_password_hash(password)))
+    wrong = new_password()
+    leak_scan.add(wrong)
+    # WHEN the adapter logs in with a wrong password
+    with pytest.raises(LoginError) as info:
+        adapter.connect(credentials(mariadb_server, username, wrong))
+    # THEN it is a password refusal (a retried setSecret must still find the password it set)
+    assert isinstance(info.value, PasswordRefusedError)
+    assert info.value.sqlstate == "1698"
+    # ... and the right one logs in
+    adapter.connect(credentials(mariadb_server, username, password)).close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,6 +520,144 @@ def test_least_privilege_master(mariadb_server: Any, adapter: MySQLAdapter,
     log = mariadb_server.log_text()
     assert new not in log
     assert clone_pw not in log
+
+
+@pytest.fixture
+def documented_master(mariadb_server: Any, adapter: MySQLAdapter,
+                      leak_scan: LeakScan) -> Iterator[tuple[str, Callable[[], MySQLSession]]]:
+    """A master with exactly what MASTER_PRIVILEGE_HINT documents: CREATE USER, SELECT on
+    mysql.*, and grantable rights on appdb (what the users hold)."""
+    master, master_pw = unique("master"), new_password()
+    leak_scan.add(master_pw)
+    mariadb_server.create_login_user(master, master_pw, can_create_roles=True)
+
+    def connect() -> MySQLSession:
+        return adapter.connect(credentials(mariadb_server, master, master_pw))
+
+    yield master, connect
+    mariadb_server.drop_user(master)
+
+
+@pytest.fixture
+def table(mariadb_server: Any) -> Iterator[str]:
+    name = f"`{mariadb_server.dbname}`.`{unique('t')}`"
+    admin_sql(mariadb_server, f"CREATE TABLE {name} (id INT)")
+    yield name
+    admin_sql(mariadb_server, f"DROP TABLE IF EXISTS {name}")
+
+
+def create_options(server: Any, account: Account) -> str:
+    rows = admin_sql(server, "SHOW CREATE USER %s@%s", (account.user, account.host))
+    text = str(rows[0][0])
+    return text[text.index(" IDENTIFIED"):] if " IDENTIFIED" in text else text
+
+
+def test_documented_master_copies_require_ssl_and_resource_limits(
+        mariadb_server: Any, documented_master: tuple[str, Callable[[], MySQLSession]],
+        users: Callable[..., tuple[str, str]], table: str, leak_scan: LeakScan) -> None:
+    # GIVEN a source user and its clone, synced once by a master with the documented
+    # privileges (CREATE USER, SELECT on mysql.*, grantable rights on appdb)
+    _, connect = documented_master
+    source, _ = users()
+    clone = source + "_clone"
+    first, second, third = new_password(), new_password(), new_password()
+    leak_scan.add(first, second, third)
+    with connect() as session:
+        session.sync_clone(source, clone, first)
+    query = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - a generated name
+    assert run_as(mariadb_server, clone, first, query) is None
+    # ... then the source gets REQUIRE SSL and a resource limit
+    admin_sql(mariadb_server, "ALTER USER %s@'%%' REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 1000",
+              (source,))
+
+    # WHEN the same master syncs the clone (MariaDB refuses GRANT ... REQUIRE / WITH MAX_...
+    # without UPDATE on mysql.*: replayed after REVOKE ALL, that left the clone with nothing)
+    with connect() as session:
+        session.sync_clone(source, clone, second)
+    # THEN the clone has the options and kept its grants
+    options = create_options(mariadb_server, Account(clone, "%"))
+    assert "REQUIRE SSL" in options
+    assert "MAX_QUERIES_PER_HOUR 1000" in options
+    assert run_as(mariadb_server, clone, second, query) is None
+
+    # WHEN the source drops them again and the clone is synced
+    admin_sql(mariadb_server, "ALTER USER %s@'%%' REQUIRE NONE WITH MAX_QUERIES_PER_HOUR 0",
+              (source,))
+    with connect() as session:
+        session.sync_clone(source, clone, third)
+    # THEN the clone drops them too
+    options = create_options(mariadb_server, Account(clone, "%"))
+    assert "REQUIRE" not in options
+    assert "MAX_QUERIES_PER_HOUR" not in options
+    assert run_as(mariadb_server, clone, third, query) is None
+
+
+def test_a_grant_the_master_may_not_give_leaves_the_clone_untouched(
+        mariadb_server: Any, documented_master: tuple[str, Callable[[], MySQLSession]],
+        users: Callable[..., tuple[str, str]], table: str, leak_scan: LeakScan) -> None:
+    # GIVEN a synced clone that holds one grant too many, and a source that gained a grant on
+    # a database the master has no grant option on
+    _, connect = documented_master
+    source, _ = users()
+    clone = source + "_clone"
+    first, second = new_password(), new_password()
+    leak_scan.add(first, second)
+    with connect() as session:
+        session.sync_clone(source, clone, first)
+    other = unique("otherdb")
+    admin_sql(mariadb_server, f"CREATE DATABASE `{other}`")
+    try:
+        admin_sql(mariadb_server, f"GRANT INSERT ON {table} TO %s@'%%'", (clone,))
+        admin_sql(mariadb_server, f"GRANT SELECT ON `{other}`.* TO %s@'%%'", (source,))
+        before = sorted(grants(mariadb_server, Account(clone, "%")))
+        mark = mariadb_server.log_position()
+        # WHEN the master syncs the clone
+        with connect() as session, pytest.raises(PrivilegeError) as info:
+            session.sync_clone(source, clone, second)
+        leak_scan.add_text(str(info.value))
+        # THEN it fails naming the grant and what a master needs, before anything was revoked
+        # and before the clone (the previous user, maybe in use) got a new password
+        text = str(info.value)
+        assert f"copy 'GRANT SELECT ON `{other}`.*' to '{clone}'@'%'" in text
+        assert "nothing was revoked" in text
+        assert "WITH GRANT OPTION" in text
+        assert b"REVOKE" not in mariadb_server.log_file.read_bytes()[mark:]
+        assert sorted(grants(mariadb_server, Account(clone, "%"))) == before
+        assert can_login(mariadb_server, clone, first)
+        assert not can_login(mariadb_server, clone, second)
+    finally:
+        admin_sql(mariadb_server, f"DROP DATABASE IF EXISTS `{other}`")
+
+
+def test_a_default_role_needs_update_on_mysql_as_documented(
+        mariadb_server: Any, documented_master: tuple[str, Callable[[], MySQLSession]],
+        users: Callable[..., tuple[str, str]], leak_scan: LeakScan) -> None:
+    # GIVEN a source with a role as its default role, and a master holding the role WITH ADMIN
+    # OPTION but not UPDATE on mysql.* (MariaDB's SET DEFAULT ROLE ... FOR needs it)
+    master, connect = documented_master
+    source, _ = users()
+    clone = source + "_clone"
+    role = unique("role")
+    password = new_password()
+    leak_scan.add(password)
+    admin_sql(mariadb_server, f"CREATE ROLE `{role}`")
+    try:
+        admin_sql(mariadb_server, f"GRANT `{role}` TO %s@'%%' WITH ADMIN OPTION", (master,))
+        admin_sql(mariadb_server, f"GRANT `{role}` TO %s@'%%'", (source,))
+        admin_sql(mariadb_server, f"SET DEFAULT ROLE `{role}` FOR %s@'%%'", (source,))
+        # WHEN it syncs the clone THEN the error names what is missing
+        with connect() as session, pytest.raises(PrivilegeError) as info:
+            session.sync_clone(source, clone, password)
+        assert "UPDATE on mysql.*" in str(info.value)
+        assert "nothing was revoked" in str(info.value)
+        # WHEN the master gets it THEN the sync completes, default role included
+        admin_sql(mariadb_server, "GRANT UPDATE ON `mysql`.* TO %s@'%%'", (master,))
+        with connect() as session:
+            session.sync_clone(source, clone, password)
+        assert f"SET DEFAULT ROLE `{role}` FOR `{clone}`@`%`" in \
+            grants(mariadb_server, Account(clone, "%"))
+    finally:
+        admin_sql(mariadb_server, f"DROP ROLE IF EXISTS `{role}`")
 
 
 def test_sync_clone_of_a_missing_source_is_an_error(admin: MySQLSession) -> None:

@@ -1,6 +1,8 @@
 """The built artefacts work as Lambda would load them: the function zip unpacked as /var/task,
-one driver layer as /opt/python, in a clean virtualenv of the target Python (3.12), completing a
-rotation through lambda_handler against the throwaway servers.
+one driver layer as /opt/python and the CA layer's PEM as ROTATION_CA_BUNDLE, in a clean
+virtualenv of the target Python (3.12), completing a rotation through lambda_handler against the
+throwaway servers. The CA layer is built from the servers' own CA (RDS_CA_BUNDLE_FILE, with its
+hash in place of the pin): the same build step that ships AWS's RDS bundle.
 
 The virtualenv gets only the local service's own needs (moto, trustme): the function's code and
 dependencies come from the zips, which sit first on sys.path exactly as /var/task and /opt/python
@@ -8,6 +10,7 @@ do in Lambda."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -61,12 +64,17 @@ def _python(version: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    # GIVEN `make package` artefacts for python3.12 / x86_64
+def lambda_env(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> dict[str, Path]:
+    # GIVEN `make package` artefacts for python3.12 / x86_64, the CA layer holding the CA that
+    # signed the throwaway servers' certificates
     work = tmp_path_factory.mktemp("lambda")
     dist = work / "dist"
+    ca_file = Path(pg_server.ca_file)
+    ca_sha256 = hashlib.sha256(ca_file.read_bytes()).hexdigest()
     subprocess.run(["make", "--no-print-directory", "package", f"ARCH={ARCH}", f"PY={TARGET_PY}",
-                    f"DIST={dist}"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+                    f"DIST={dist}", f"RDS_CA_BUNDLE_FILE={ca_file}",
+                    f"RDS_CA_BUNDLE_SHA256={ca_sha256}"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
     task = work / "var-task"
     with zipfile.ZipFile(dist / "function.zip") as zf:
         zf.extractall(task)
@@ -76,6 +84,11 @@ def lambda_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         with zipfile.ZipFile(dist / f"layer-{engine}-{ARCH}-{TARGET_PY}.zip") as zf:
             zf.extractall(opt)
         layers[engine] = opt / "python"
+    opt_ca = work / "opt-ca"
+    with zipfile.ZipFile(dist / "layer-rds-ca.zip") as zf:
+        zf.extractall(opt_ca)
+    # /opt/rotation-ca/ca-bundle.pem in Lambda, the template's ROTATION_CA_BUNDLE
+    layers["ca_bundle"] = opt_ca / "rotation-ca" / "ca-bundle.pem"
     venv = work / "venv"
     subprocess.run([_python(TARGET_PY), "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
@@ -94,7 +107,7 @@ def _rotate(lambda_env: dict[str, Path], layer: str, server: Any, engine: str,
               "username": username, "password": password, "dbname": server.dbname}
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
            "PYTHONPATH": f"{lambda_env['task']}{os.pathsep}{lambda_env[layer]}",
-           "ROTATION_CA_BUNDLE": server.ca_file, "AWS_DEFAULT_REGION": "us-east-1",
+           "ROTATION_CA_BUNDLE": str(lambda_env["ca_bundle"]), "AWS_DEFAULT_REGION": "us-east-1",
            "POWERTOOLS_METRICS_DISABLED": "true",
            "ROTATION_TEST_TARGET": json.dumps({"secret": secret})}
     try:
@@ -118,7 +131,8 @@ def test_zip_and_layer_rotate_in_a_lambda_layout(
         lambda_env: dict[str, Path], layer: str, engine: str, server_fixture: str, driver: str,
         request: pytest.FixtureRequest, leak_scan: LeakScan) -> None:
     server = request.getfixturevalue(server_fixture)
-    # WHEN a rotation runs with only /var/task and this layer providing the function's code
+    # WHEN a rotation runs with only /var/task and this layer providing the function's code, and
+    # the CA layer's PEM as the only trust for the database's TLS
     result = _rotate(lambda_env, layer, server, engine, leak_scan)
     # THEN it succeeds, with the handler and the driver loaded from the artefacts
     assert result["succeeded"], result["errors"]

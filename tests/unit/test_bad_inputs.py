@@ -8,13 +8,15 @@ carries one). No message may show a password or RotationToken. Then property-bas
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import string
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rotation.config import Settings
@@ -358,9 +360,16 @@ class RecordingCursor:
 
     def execute(self, query: Any) -> None:
         text = query.as_string(None)
+        # Every statement runs in one Query message behind its own statement timeout.
+        prefix = re.match(r"SET LOCAL statement_timeout = [1-9][0-9]*; ", text)
+        assert prefix, text
+        text = text[prefix.end():]
         self.log.append(text)
         self._rows = self.answers(text)
         self.description = [("x",)] if text.startswith("SELECT") else None
+
+    def nextset(self) -> bool:
+        return True  # from the SET's result to the statement's
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._rows
@@ -391,6 +400,12 @@ class RecordingConnection:
 
     def cursor(self) -> RecordingCursor:
         return RecordingCursor(self.log, self.answers)
+
+    def fileno(self) -> int:
+        return -1  # statements return at once: the session's deadline never fires
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         pass
@@ -442,9 +457,17 @@ def test_set_password_quotes_any_name_as_one_identifier(name: str, password: str
 @given(source=PG_NAMES, clone=PG_NAMES, exists=st.booleans())
 def test_sync_clone_quotes_both_names(source: str, clone: str, exists: bool,
                                       leak_scan: LeakScan) -> None:
-    # GIVEN a session where the clone exists (or not) and is not yet a member of the source
+    # GIVEN a session as a superuser where the clone exists (or not) with the source's
+    # attributes, and is not yet a member of the source
+    assume(source != clone)
+
     def answers(statement: str) -> list[tuple[Any, ...]]:
-        return [(1,)] if exists and "FROM pg_roles WHERE" in statement else []
+        if "current_setting('server_version_num')" in statement:
+            return [("master", True, True, True, False, False, 150000)]
+        if "FROM pg_roles WHERE rolname IN" in statement:
+            role = (False, False, False, True, False, False, -1, "infinity", False)
+            return [(source, *role), *([(clone, *role)] if exists else [])]
+        return []
 
     session, conn = _session(answers)
 
@@ -452,7 +475,10 @@ def test_sync_clone_quotes_both_names(source: str, clone: str, exists: bool,
     session.sync_clone(source, clone, "PW-" + "y" * 20)
 
     # THEN CREATE/ALTER names the clone, GRANT names source then clone, each one identifier
-    ddl = [s for s in conn.log if not s.startswith("SELECT")]
+    begin = conn.log.index("BEGIN")  # the reads first, then one bounded transaction
+    assert conn.log[-1] == "COMMIT"
+    assert all(s.startswith("SELECT") for s in conn.log[:begin])
+    ddl = [s for s in conn.log[begin + 1:-1] if not s.startswith("SELECT")]
     verb = "ALTER ROLE " if exists else "CREATE ROLE "
     assert ddl[0].startswith(verb)
     assert read_identifier(ddl[0], len(verb))[0] == clone

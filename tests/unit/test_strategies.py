@@ -13,6 +13,7 @@ from rotation.adapters.base import AdapterOptions, DatabaseAdapter
 from rotation.adapters.mysql import MySQLAdapter
 from rotation.adapters.postgres import PostgresAdapter
 from rotation.credentials import DbCredentials, credentials_from_dict
+from rotation.errors import SecretFormatError
 
 MYSQL = MySQLAdapter(AdapterOptions())
 POSTGRES = PostgresAdapter(AdapterOptions())
@@ -85,3 +86,61 @@ def test_original_ending_in_clone_alternates_with_its_own_clone() -> None:
                                        lambda: "svc_clone_clone") == "svc_clone_clone"
     assert strategies.pending_username("alternating-users", creds("svc_clone_clone"), MYSQL,
                                        lambda: "svc_clone") == "svc_clone"
+
+
+# --------------------------------------------------------------------------------------------
+# User name limits: per engine, checked before anything is written
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
+@pytest.mark.parametrize(("engine", "size"), [("mariadb", 33), ("mariadb", 60), ("mariadb", 80),
+                                              ("mysql", 32), ("aurora-mysql", 32)])
+def test_a_name_within_its_engines_limit_passes(engine: str, size: int, strategy: str) -> None:
+    strategies.check_username_length("u" * size, MYSQL, "arn:x", engine=engine,
+                                     strategy=strategy)
+
+
+@pytest.mark.parametrize("engine", ["mysql", "aurora-mysql"])
+def test_a_mariadb_length_name_under_engine_mysql_says_to_set_the_engine(engine: str) -> None:
+    # GIVEN a 40-character user in a secret whose engine is MySQL's (common for MariaDB)
+    # WHEN createSecret checks it THEN it is refused, and the error says what to do
+    with pytest.raises(SecretFormatError) as info:
+        strategies.check_username_length("u" * 40, MYSQL, "arn:x", engine=engine)
+    text = str(info.value)
+    assert f"key `username` is 40 characters long in secret arn:x; engine `{engine}` allows 32" \
+        in text
+    assert "if the database is mariadb, set `engine` to `mariadb` in the secret" in text
+    assert info.value.key == "username"
+
+
+def test_a_name_too_long_for_every_engine_only_asks_for_a_shorter_one() -> None:
+    with pytest.raises(SecretFormatError) as info:
+        strategies.check_username_length("u" * 81, MYSQL, "arn:x", engine="mariadb")
+    assert "engine `mariadb` allows 80" in str(info.value)
+    assert "set `engine`" not in str(info.value)
+    assert "use a shorter user name" in str(info.value)
+
+
+def test_postgres_counts_bytes_as_before() -> None:
+    strategies.check_username_length("é" * 31, POSTGRES, "arn:x", engine="postgres")
+    with pytest.raises(SecretFormatError, match="64 bytes long"):
+        strategies.check_username_length("é" * 32, POSTGRES, "arn:x", engine="postgres")
+
+
+class PlainAdapter:
+    """A plug-in adapter written before ``username_limit`` existed."""
+
+    family = "plain"
+    max_username_length = 10
+
+    def __init__(self, options: AdapterOptions) -> None:
+        self.options = options
+
+
+@pytest.mark.parametrize("engine", [None, "plain"])
+def test_adapters_without_username_limit_keep_max_username_length(engine: str | None) -> None:
+    adapter: Any = PlainAdapter(AdapterOptions())
+    strategies.check_username_length("u" * 10, adapter, "arn:x", engine=engine)
+    with pytest.raises(SecretFormatError, match="allows 10"):
+        strategies.check_username_length("u" * 11, adapter, "arn:x", engine=engine)
+    assert strategies.username_limit(adapter, engine, "alternating-users") == 10

@@ -35,7 +35,14 @@ STRATEGIES = ["single-user", "alternating-users"]
 RUNTIMES_AND_ARCHITECTURES = [
     (runtime, arch) for runtime in ("python3.12", "python3.13") for arch in ("x86_64", "arm64")
 ]
+RDS_CA_MODES = ["auto", "on", "off"]
 STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
+RDS_CA_PATH = "/opt/rotation-ca/ca-bundle.pem"
+USER_CA = "/opt/certs/ca.pem"
+EXTRA_LAYERS = (
+    "arn:aws:lambda:us-east-1:123456789012:layer:plugin:3,"
+    "arn:aws:lambda:us-east-1:123456789012:layer:private-ca:1"
+)
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rotation-demo-postgres-AbCdEf"
 MASTER_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rotation-demo-master-GhIjKl"
@@ -52,6 +59,8 @@ ALL_OPTIONS_ON = {
     "RotationScheduleExpression": "rate(30 days)",
     "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:rotation-alarms",
     "CaBundle": "/var/task/certs/global-bundle.pem",
+    "RdsCaBundle": "on",
+    "AdditionalLayerArns": EXTRA_LAYERS,
     "endpoint": "https://vpce-0123456789abcdef0-abcdefgh.secretsmanager.us-east-1.vpce.amazonaws.com",
     "functionName": "rotation-demo",
 }
@@ -195,6 +204,41 @@ def failed_rules(**overrides: str) -> list[str]:
     return failed
 
 
+def value_of(node: Any, values: dict[str, Any]) -> Any:
+    """An already ``resolve``d property with Ref/Fn::Join/Split/Select worked out: a parameter
+    gives its value, a resource ``Ref:<LogicalId>``."""
+    if isinstance(node, list):
+        return [value_of(item, values) for item in node]
+    if not (isinstance(node, dict) and len(node) == 1):
+        return node
+    ((function, args),) = node.items()
+    match function:
+        case "Ref":
+            return values.get(args, f"Ref:{args}")
+        case "Fn::Join":
+            items = value_of(args[1], values)
+            return args[0].join(items if isinstance(items, list) else [items])
+        case "Fn::Split":
+            return value_of(args[1], values).split(args[0])
+        case "Fn::Select":
+            return value_of(args[1], values)[int(args[0])]
+    return node
+
+
+def function_setup(**overrides: str) -> tuple[list[str], str | None, set[str]]:
+    """The function's layers in order, its ROTATION_CA_BUNDLE (None: unset) and the stack's
+    layer resources, for these parameter values."""
+    values = parameter_values(TEMPLATE, **overrides)
+    resources = deployed(**overrides)["Resources"]
+    function = resources["RotationFunction"]["Properties"]
+    layers = value_of(function["Layers"], values)
+    ca_bundle = value_of(function["Environment"]["Variables"].get("ROTATION_CA_BUNDLE"), values)
+    layer_resources = {
+        name for name, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    return layers, ca_bundle, layer_resources
+
+
 def statements(resources: dict[str, Any]) -> list[dict[str, Any]]:
     role = resources["RotationFunctionRole"]["Properties"]
     return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
@@ -235,6 +279,7 @@ def parameter_set(engine: str, strategy: str, in_vpc: bool, index: int) -> dict[
         "SecretArns": SECRET_ARN,
         "Runtime": runtime,
         "Architecture": arch,
+        "RdsCaBundle": RDS_CA_MODES[index % len(RDS_CA_MODES)],
     }
     if strategy == "alternating-users":
         values["masterSecretArn"] = MASTER_ARN
@@ -268,7 +313,8 @@ def test_template_lints_clean_as_written() -> None:
 @pytest.mark.parametrize("values", COMBINATIONS)
 def test_every_engine_strategy_and_network_combination_lints_clean(values: dict[str, str]) -> None:
     # GIVEN a copy of the template whose defaults are one Engine x RotationStrategy x VPC set
-    # (Runtime and Architecture cycle through their four pairs across the sets)
+    # (Runtime and Architecture cycle through their four pairs across the sets, RdsCaBundle
+    # through its three values)
     template = with_defaults(**values)
     # WHEN cfn-lint checks it and the Rules section is evaluated for the same values
     result = findings(template)
@@ -409,9 +455,45 @@ def test_each_parameter_set_gets_only_the_permissions_it_needs(
     assert set(actions(granted["RotateListedSecrets"])) == {
         "secretsmanager:DescribeSecret",
         "secretsmanager:GetSecretValue",
+        "secretsmanager:ListSecretVersionIds",
         "secretsmanager:PutSecretValue",
         "secretsmanager:UpdateSecretVersionStage",
     }
+    if in_vpc:
+        # what AWSLambdaVPCAccessExecutionRole v3 grants for EC2, nothing more
+        assert set(actions(granted["ManageVpcNetworkInterfaces"])) == {
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        }
+
+
+@pytest.mark.parametrize("values", COMBINATIONS)
+def test_function_may_list_the_version_ids_of_the_rotated_secrets_only(
+    values: dict[str, str],
+) -> None:
+    # GIVEN one parameter set (finishSecret's cold-container compare-and-set calls
+    # ListSecretVersionIds on the secret being rotated)
+    resources = deployed(**values)["Resources"]
+    # WHEN the statements granting ListSecretVersionIds are collected
+    listing = [
+        s for s in statements(resources)
+        if "secretsmanager:ListSecretVersionIds" in actions(s)
+    ]
+    # THEN exactly one grants it, on the rotated secrets, next to GetSecretValue/DescribeSecret
+    # on the same resources; the master secret stays read-only without it
+    assert [s["Resource"] for s in listing] == [{"Ref": "SecretArns"}]
+    assert {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"} <= set(
+        actions(listing[0])
+    )
+    assert all(
+        "secretsmanager:ListSecretVersionIds" not in actions(s)
+        for s in raw_statements()
+        if s.get("Sid") == "ReadMasterSecret"
+    )
 
 
 def test_only_secrets_manager_in_this_account_may_invoke_the_function() -> None:
@@ -439,7 +521,8 @@ def test_function_environment_uses_only_contract_names() -> None:
     assert default_env["Environment"]["Variables"]["SECRETS_MANAGER_ENDPOINT"] == {
         "Fn::Sub": "https://secretsmanager.${AWS::Region}.${AWS::URLSuffix}"
     }
-    assert "ROTATION_CA_BUNDLE" not in default_env["Environment"]["Variables"]
+    no_ca = deployed(SecretArns=SECRET_ARN, RdsCaBundle="off")["Resources"]["RotationFunction"]
+    assert "ROTATION_CA_BUNDLE" not in no_ca["Properties"]["Environment"]["Variables"]
 
 
 def test_function_is_built_with_the_package_path_intact() -> None:
@@ -478,14 +561,126 @@ def test_runtimes_are_limited_to_amazon_linux_2023() -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_only_the_engine_driver_layer_is_deployed_and_attached(engine: str) -> None:
-    # GIVEN an Engine value
+    # GIVEN an Engine value, without the RDS CA layer
     expected = "PostgresLayer" if engine in POSTGRES_ENGINES else "MysqlLayer"
     # WHEN the stack it would deploy is worked out
-    resources = deployed(Engine=engine, SecretArns=SECRET_ARN)["Resources"]
+    layers, _, layer_resources = function_setup(
+        Engine=engine, SecretArns=SECRET_ARN, RdsCaBundle="off"
+    )
     # THEN exactly that driver layer exists and is the one the function uses
-    layers = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
-    assert layers == {expected}
-    assert resources["RotationFunction"]["Properties"]["Layers"] == [{"Ref": expected}]
+    assert layer_resources == {expected}
+    assert layers == [f"Ref:{expected}"]
+
+
+# --- the RDS CA layer (RdsCaBundle) ---
+
+
+@pytest.mark.parametrize(
+    ("rds_ca", "ca_bundle", "attached", "variable"),
+    [
+        ("auto", "", True, RDS_CA_PATH),
+        ("on", "", True, RDS_CA_PATH),
+        ("off", "", False, None),
+        ("auto", USER_CA, False, USER_CA),
+        ("on", USER_CA, True, USER_CA),
+        ("off", USER_CA, False, USER_CA),
+    ],
+    ids=["auto", "on", "off", "auto-with-CaBundle", "on-with-CaBundle", "off-with-CaBundle"],
+)
+@pytest.mark.parametrize("extra_layers", ["", EXTRA_LAYERS], ids=["no-extra", "extra-layers"])
+def test_rds_ca_layer_and_variable_follow_the_parameters(
+    rds_ca: str, ca_bundle: str, attached: bool, variable: str | None, extra_layers: str
+) -> None:
+    # GIVEN RdsCaBundle, the user's CaBundle and AdditionalLayerArns
+    overrides = {"SecretArns": SECRET_ARN, "RdsCaBundle": rds_ca, "CaBundle": ca_bundle,
+                 "AdditionalLayerArns": extra_layers}
+    # WHEN the stack it would deploy is worked out
+    layers, ca_variable, layer_resources = function_setup(**overrides)
+    # THEN the CA layer exists and sits between the driver and the user's layers only when it
+    # applies, and ROTATION_CA_BUNDLE is the user's CaBundle whenever set (their choice wins),
+    # else the layer's PEM when attached, else unset (the system trust store)
+    expected_layers = ["Ref:PostgresLayer", *(["Ref:RdsCaLayer"] if attached else []),
+                       *(extra_layers.split(",") if extra_layers else [])]
+    assert layers == expected_layers
+    assert ("RdsCaLayer" in layer_resources) is attached
+    assert ca_variable == variable
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_auto_attaches_the_rds_ca_for_every_rds_engine(engine: str) -> None:
+    # GIVEN an Engine value (all are RDS/Aurora engine names) and the defaults
+    # WHEN the stack is worked out
+    layers, ca_variable, _ = function_setup(Engine=engine, SecretArns=SECRET_ARN)
+    # THEN the default (auto) ships and uses AWS's RDS CA bundle: no hand step for RDS trust
+    assert TEMPLATE["Parameters"]["RdsCaBundle"]["Default"] == "auto"
+    assert "Ref:RdsCaLayer" in layers
+    assert ca_variable == RDS_CA_PATH
+
+
+@pytest.mark.parametrize(("rds_ca", "attached"), [("auto", False), ("on", True)])
+def test_auto_leaves_an_engine_that_is_never_rds_alone(rds_ca: str, attached: bool) -> None:
+    # GIVEN an Engine value that is no RDS engine (none is allowed today; "auto" is written so
+    # that one added later, such as ElastiCache, does not get the RDS CA by default)
+    values = parameter_values(TEMPLATE, Engine="elasticache", RdsCaBundle=rds_ca,
+                              SecretArns=SECRET_ARN)
+    # WHEN the conditions are evaluated
+    conditions = condition_values(TEMPLATE, values)
+    # THEN auto leaves it alone, on still attaches the layer
+    assert conditions["AttachesRdsCaLayer"] is attached
+    assert conditions["UsesRdsCaBundle"] is attached
+
+
+def test_rds_ca_layer_is_built_where_the_function_looks() -> None:
+    # GIVEN the CA layer resource, its Makefile and the path the template sets
+    resource = TEMPLATE["Resources"]["RdsCaLayer"]
+    layer_dir = ROOT / resource["Properties"]["ContentUri"]
+    makefile = (layer_dir / "Makefile").read_text(encoding="utf-8")
+    top_makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    # WHEN the layer's path and pin are read
+    layer_path = re.search(r"^RDS_CA_LAYER_PATH := (\S+)$", makefile, re.M)
+    pin = (layer_dir / "global-bundle.sha256").read_text(encoding="ascii").split()
+    # THEN SAM and `make package` find the target, the PEM lands at the path the function is
+    # given (layers unpack under /opt), the download is hash-pinned, and any runtime may use it
+    assert resource["Metadata"]["BuildMethod"] == "makefile"
+    assert re.search(r"^build-RdsCaLayer:", makefile, re.M)
+    assert re.search(r"^build-RdsCaLayer:", top_makefile, re.M)
+    assert layer_path is not None
+    assert f"/opt/{layer_path.group(1)}" == RDS_CA_PATH
+    assert re.fullmatch(r"[0-9a-f]{64}", pin[0])
+    assert pin[1:] == ["global-bundle.pem"]
+    assert resource["Properties"]["CompatibleRuntimes"] == [{"Ref": "Runtime"}]
+    assert resource["Properties"]["CompatibleArchitectures"] == ["x86_64", "arm64"]
+
+
+@pytest.mark.parametrize("rds_ca", RDS_CA_MODES)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"CaBundle": USER_CA, "AdditionalLayerArns": EXTRA_LAYERS}],
+    ids=["defaults", "CaBundle-and-extra-layers"],
+)
+def test_every_rds_ca_mode_lints_clean(rds_ca: str, options: dict[str, str]) -> None:
+    # GIVEN a copy of the template with one RdsCaBundle value, alone or with the options it
+    # interacts with (the user's CaBundle, more layers)
+    values = {**parameter_set("aurora-mysql", "single-user", False, 0), **options,
+              "RdsCaBundle": rds_ca}
+    # WHEN cfn-lint checks it / THEN nothing is reported
+    assert findings(with_defaults(**values)) == []
+    assert failed_rules(**values) == []
+
+
+@pytest.mark.parametrize(
+    "given", [SECRET_ARN, SECRET_ARN[: -len("-AbCdEf")] + "-??????"], ids=["complete", "wildcard"]
+)
+def test_rotation_schedule_names_a_secret_not_an_iam_pattern(given: str) -> None:
+    # GIVEN one secret in SecretArns, as a complete ARN or as the partial ARN plus IAM's
+    # "-??????" that the parameter's description allows
+    values = parameter_values(TEMPLATE, SecretArns=given, RotationScheduleExpression="rate(7 days)")
+    # WHEN the schedule's SecretId is worked out
+    schedule = deployed(SecretArns=given, RotationScheduleExpression="rate(7 days)")["Resources"]
+    secret_id = value_of(schedule["RotationSchedule"]["Properties"]["SecretId"], values)
+    # THEN it is the ARN without the wildcard (a complete or partial ARN Secrets Manager resolves)
+    assert secret_id == given.removesuffix("-??????")
+    assert "?" not in secret_id
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,13 @@ from hypothesis import strategies as st
 from rotation.adapters.base import AdapterOptions, DatabaseSession
 from rotation.adapters.mysql import (
     Account,
+    AccountOptions,
+    Greeting,
     MySQLAdapter,
     MySQLSession,
     ServerInfo,
     Statement,
+    build_account_options,
     build_create_user,
     build_discard_old_password,
     build_set_default_roles,
@@ -38,9 +41,11 @@ from rotation.adapters.mysql import (
     native_password_hash,
     parse_create_user,
     parse_grant,
+    plan_grant_additions,
     plan_grant_sync,
     quote_identifier,
     rewrite_grants,
+    split_account_options,
     tokenize,
 )
 from rotation.credentials import DbCredentials, credentials_from_dict
@@ -50,6 +55,7 @@ from rotation.errors import (
     DatabaseError,
     DbTimeoutError,
     LoginError,
+    PasswordRefusedError,
     PrivilegeError,
     SecretFormatError,
     TlsError,
@@ -147,6 +153,18 @@ def test_server_info_is_read_from_what_the_server_says(
     assert server.supports_dual_passwords is dual
     assert server.has_alter_user_as is alter_as
     assert server.is_aurora is (aurora is not None or "aurora" in version)
+
+
+@pytest.mark.parametrize(
+    ("server", "limit"),
+    [(MYSQL_56, 16), (MYSQL_575, 16), (ServerInfo.parse("5.7.8"), 32), (MYSQL_57, 32),
+     (MYSQL_80, 32), (MYSQL_9, 32), (AURORA_2, 32), (AURORA_3, 32),
+     (ServerInfo.parse("5.5.68-MariaDB"), 16), (MARIADB_103, 80), (MARIADB_1011, 80),
+     (MARIADB_118, 80), (ServerInfo.parse("MariaDB"), 80), (ServerInfo.parse("odd"), 32)],
+    ids=lambda v: v.version_string if isinstance(v, ServerInfo) else str(v),
+)
+def test_the_user_name_limit_is_the_servers(server: ServerInfo, limit: int) -> None:
+    assert server.max_username_length == limit
 
 
 def test_server_description_names_flavour_and_version() -> None:
@@ -529,6 +547,24 @@ def test_adapter_class_attributes() -> None:
     assert MySQLAdapter.max_username_length == 32
 
 
+@pytest.mark.parametrize(
+    ("engine", "limit"),
+    [("mariadb", 80), ("mysql", 32), ("aurora-mysql", 32), ("some-plugin-name", 32)],
+)
+@pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
+def test_username_limit_is_per_engine(engine: str, limit: int, strategy: str) -> None:
+    # GIVEN the engine named by a secret WHEN its limit is asked for THEN MariaDB's 80 is
+    # MariaDB's alone, under every strategy (clone names fit 32 anyway)
+    assert MySQLAdapter(AdapterOptions()).username_limit(engine, strategy) == limit
+
+
+def test_an_80_character_mariadb_original_gets_a_32_character_clone() -> None:
+    name = "m" * 80
+    clone = MySQLAdapter(AdapterOptions()).clone_username(name)
+    assert len(clone) == 32
+    assert clone == clone_username(name, 32)  # today's rule: existing pairs keep their names
+
+
 # --------------------------------------------------------------------------------------------
 # SHOW GRANTS rewriting
 # --------------------------------------------------------------------------------------------
@@ -681,6 +717,90 @@ def test_grant_sync_revokes_then_replays() -> None:
     ]
 
 
+def test_grant_sync_does_not_set_a_default_role_mariadb_kept() -> None:
+    # GIVEN MariaDB, which keeps a default role through REVOKE ALL, and a clone whose default
+    # role is right but that holds a grant too many
+    target = Account("c", "%")
+    desired = ["GRANT `r` TO `c`@`%`", "GRANT USAGE ON *.* TO `c`@`%`",
+               "SET DEFAULT ROLE `r` FOR `c`@`%`"]
+    current = [*desired, "GRANT SELECT ON `shop`.* TO `c`@`%`"]
+    # WHEN the sync is planned
+    plan = [s.sql for s in plan_grant_sync(desired, current, target)]
+    # THEN the role is granted again, but SET DEFAULT ROLE (UPDATE on mysql.*) is not run
+    assert plan == ["REVOKE ALL PRIVILEGES, GRANT OPTION FROM `c`@`%`",
+                    "GRANT `r` TO `c`@`%`", "GRANT USAGE ON *.* TO `c`@`%`"]
+
+
+def test_grant_additions_come_first_and_take_nothing_away() -> None:
+    # GIVEN a clone lacking a grant, a role and a default role, and holding one too many
+    target = Account("c", "%")
+    desired = ["GRANT `r` TO `c`@`%`", "GRANT USAGE ON *.* TO `c`@`%`",
+               "GRANT SELECT ON `shop`.* TO `c`@`%`", "SET DEFAULT ROLE `r` FOR `c`@`%`"]
+    current = ["GRANT USAGE ON *.* TO `c`@`%`", "GRANT DELETE ON `shop`.* TO `c`@`%`"]
+    # WHEN the additions are planned
+    plan = plan_grant_additions(desired, current, target)
+    # THEN they are the missing lines only, in order, with nothing revoked, and each names
+    # what it grants (for the error when the master may not)
+    assert [s.sql for s in plan] == ["GRANT `r` TO `c`@`%`", "GRANT SELECT ON `shop`.* TO `c`@`%`",
+                                     "SET DEFAULT ROLE `r` FOR `c`@`%`"]
+    assert plan[1].action == "copy 'GRANT SELECT ON `shop`.*' to 'c'@'%'"
+    assert not any("REVOKE" in s.sql for s in plan)
+
+
+MARIADB_OPTION_LINES = [
+    "GRANT USAGE ON *.* TO `c`@`%` REQUIRE SSL WITH GRANT OPTION MAX_QUERIES_PER_HOUR 10 "
+    "MAX_STATEMENT_TIME 2.500000",
+    "GRANT SELECT ON `shop`.* TO `c`@`%`",
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "kept", "options"),
+    [
+        (MARIADB_OPTION_LINES,
+         ["GRANT USAGE ON *.* TO `c`@`%` WITH GRANT OPTION", "GRANT SELECT ON `shop`.* TO `c`@`%`"],
+         AccountOptions((("SSL", ""),), (("MAX_QUERIES_PER_HOUR", "10"),
+                                         ("MAX_STATEMENT_TIME", "2.500000")))),
+        (["GRANT USAGE ON *.* TO `c`@`%` REQUIRE ISSUER '/C=x/O=it''s' SUBJECT '/CN=a\\\\b' "
+          "CIPHER 'EDH-RSA-DES-CBC3-SHA' WITH MAX_USER_CONNECTIONS -1"],
+         ["GRANT USAGE ON *.* TO `c`@`%`"],
+         AccountOptions((("ISSUER", "/C=x/O=it's"), ("SUBJECT", "/CN=a\\b"),
+                         ("CIPHER", "EDH-RSA-DES-CBC3-SHA")), (("MAX_USER_CONNECTIONS", "-1"),))),
+        (["GRANT USAGE ON *.* TO `c`@`%` REQUIRE NONE WITH MAX_QUERIES_PER_HOUR 0"],
+         ["GRANT USAGE ON *.* TO `c`@`%`"], AccountOptions()),
+        (["GRANT `r` TO `c`@`%` WITH ADMIN OPTION", "GRANT ALL PRIVILEGES ON `shop`.* TO `c`@`%` "
+          "WITH GRANT OPTION"],
+         ["GRANT `r` TO `c`@`%` WITH ADMIN OPTION", "GRANT ALL PRIVILEGES ON `shop`.* TO `c`@`%` "
+          "WITH GRANT OPTION"], AccountOptions()),
+        # a clause this does not know: the line is replayed whole, as before
+        (["GRANT USAGE ON *.* TO `c`@`%` REQUIRE SSL WITH SOMETHING_NEW 3"],
+         ["GRANT USAGE ON *.* TO `c`@`%` REQUIRE SSL WITH SOMETHING_NEW 3"], AccountOptions()),
+    ],
+)
+def test_account_options_are_split_from_the_grants(lines: list[str], kept: list[str],
+                                                   options: AccountOptions) -> None:
+    assert split_account_options(lines) == (kept, options)
+
+
+def test_account_options_are_set_with_alter_user() -> None:
+    # GIVEN the options of a source (hostile DN strings included)
+    target = Account("c%", "%")
+    options = AccountOptions((("ISSUER", "/O=it's"), ("SUBJECT", "/CN=x\\y")),
+                             (("MAX_QUERIES_PER_HOUR", "10"),))
+    # WHEN the statement is built THEN it is ALTER USER (CREATE USER suffices, where GRANT ...
+    # REQUIRE needs UPDATE on mysql.*), every limit is written, and the strings are arguments
+    statement = build_account_options(MARIADB_1011, target, options)
+    assert statement.render() == (
+        "ALTER USER `c%`@`%` REQUIRE ISSUER '/O=it\\'s' AND SUBJECT '/CN=x\\\\y' WITH "
+        "MAX_QUERIES_PER_HOUR 10 MAX_UPDATES_PER_HOUR 0 MAX_CONNECTIONS_PER_HOUR 0 "
+        "MAX_USER_CONNECTIONS 0 MAX_STATEMENT_TIME 0")
+    assert statement.sql.startswith("ALTER USER `c%%`@`%%` REQUIRE ISSUER %s AND SUBJECT %s")
+    # ... and none at all resets them (the source dropped its options)
+    assert build_account_options(MYSQL_80, Account("c", "%"), AccountOptions()).sql == (
+        "ALTER USER `c`@`%` REQUIRE NONE WITH MAX_QUERIES_PER_HOUR 0 MAX_UPDATES_PER_HOUR 0 "
+        "MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 0")
+
+
 def test_default_roles_statement() -> None:
     target = Account("c", "%")
     assert build_set_default_roles(target, []).sql == "SET DEFAULT ROLE NONE TO `c`@`%`"
@@ -741,7 +861,7 @@ def cert_error() -> ssl.SSLCertVerificationError:
     ("exc", "sslmode", "error_class", "words"),
     [
         (op_error(1045, "Access denied for user 'app'@'10.0.0.9' (using password: YES)"),
-         "verify-full", LoginError, ["access denied", "'app'", "db.example.com:3306"]),
+         "verify-full", PasswordRefusedError, ["access denied", "'app'", "db.example.com:3306"]),
         (op_error(1045, "Access denied for user 'app'@'10.0.0.9' (using password: YES)"),
          "disable", LoginError, ["unencrypted", "TLS", "require_secure_transport"]),
         (op_error(1698, "Access denied for user 'app'@'localhost'"), "verify-full", LoginError,
@@ -780,8 +900,21 @@ def cert_error() -> ssl.SSLCertVerificationError:
         (op_error(4151, "Access denied, this account is locked"), "verify-full", LoginError,
          ["locked"]),
         (op_error(1862, "Your password has expired."), "verify-full", LoginError, ["expired"]),
+        (op_error(4150, "User is blocked because of too many credential errors; unblock with "
+                        "'ALTER USER / FLUSH PRIVILEGES'"), "verify-full", LoginError,
+         ["blocked after too many failed logins", "ACCOUNT UNLOCK"]),
+        (op_error(3955, "Access denied for user 'app'@'%'. Account is blocked for 1 day(s) (1 "
+                        "day(s) remaining) due to 3 consecutive failed logins."), "verify-full",
+         LoginError, ["blocked after too many failed logins"]),
+        (op_error(1226, "User 'app' has exceeded the 'max_user_connections' resource (current "
+                        "value: 1)"), "verify-full", ConnectError,
+         ["resource limit", "MAX_USER_CONNECTIONS"]),
+        (op_error(1129, "Host '10.0.0.9' is blocked because of many connection errors"),
+         "verify-full", ConnectError, ["FLUSH HOSTS"]),
+        (op_error(3032, "The server is currently in offline mode"), "verify-full", ConnectError,
+         ["offline mode"]),
         (op_error(1040, "Too many connections"), "verify-full", ConnectError,
-         ["Too many connections"]),
+         ["Too many connections", "max_connections"]),
         (RuntimeError("'pynacl' package is required for ed25519_password auth method"),
          "verify-full", LoginError, ["PyNaCl"]),
         (op_error(9999, "something new"), "verify-full", DatabaseError, ["something new"]),
@@ -805,9 +938,65 @@ def test_login_errors_map_to_the_framework_classes(exc: Exception, sslmode: str,
         assert error.sqlstate == str(exc.args[0])
 
 
+MARIADB_GREETING = Greeting("5.5.5-10.11.19-MariaDB-0+deb12u1-log", offers_tls=True)
+MYSQL_GREETING = Greeting("8.0.36", offers_tls=True)
+PLAIN_GREETING = Greeting("8.0.36", offers_tls=False)
+DENIED = "Access denied for user 'app'@'10.0.0.9' (using password: YES)"
+
+
+@pytest.mark.parametrize(
+    ("errno", "sslmode", "greeting", "refused", "words"),
+    [
+        # the server said the password (or user) is wrong: another version's may work
+        (1045, "verify-full", MARIADB_GREETING, True, ["wrong password or user name", "X509"]),
+        (1045, "verify-full", MYSQL_GREETING, True, ["wrong password"]),
+        (1045, "require", None, True, ["wrong password"]),
+        # plaintext to a server that offers TLS: require_secure_transport (MariaDB < 11.4) and
+        # REQUIRE SSL accounts answer 1045 to the right password too; no password would help
+        (1045, "disable", MARIADB_GREETING, False, ["unencrypted", "require_secure_transport",
+                                                    "sslmode"]),
+        (1045, "disable", None, False, ["unencrypted"]),
+        # plaintext to a server without TLS: it cannot require it, so the password is wrong
+        (1045, "disable", PLAIN_GREETING, True, ["wrong password"]),
+        # MySQL: 1698 is a plugin that takes no password (auth_socket)
+        (1698, "verify-full", MYSQL_GREETING, False, ["without a password", "auth_socket"]),
+        (1698, "verify-full", None, False, ["without a password"]),
+        # MariaDB: also a wrong password on a chain ending in unix_socket (a retried setSecret
+        # must still find the password it set)
+        (1698, "verify-full", MARIADB_GREETING, True, ["unix_socket"]),
+        (1698, "disable", MARIADB_GREETING, False, ["unencrypted"]),
+        # refusals no password fixes
+        (3118, "verify-full", MYSQL_GREETING, False, ["locked"]),
+        (4151, "verify-full", MARIADB_GREETING, False, ["locked"]),
+        (4150, "verify-full", MARIADB_GREETING, False, ["blocked"]),
+        (3955, "verify-full", MYSQL_GREETING, False, ["blocked"]),
+        (1862, "verify-full", MYSQL_GREETING, False, ["expired"]),
+        (1130, "verify-full", MYSQL_GREETING, False, ["may not connect"]),
+    ],
+)
+def test_only_a_wrong_password_is_a_password_refusal(
+        errno: int, sslmode: str, greeting: Greeting | None, refused: bool,
+        words: list[str]) -> None:
+    # GIVEN a refused login, and what the server's greeting said (version, TLS offered)
+    credentials = creds(password=SECRET, sslmode=sslmode)
+    # WHEN it is mapped
+    error = map_connect_error(op_error(errno, DENIED), credentials, AdapterOptions(),
+                              greeting=greeting)
+    # THEN only a wrong password is a PasswordRefusedError (the one refusal that makes setSecret
+    # try other versions' passwords); the rest are LoginErrors that say what is wrong
+    assert isinstance(error, LoginError)
+    assert isinstance(error, PasswordRefusedError) is refused
+    for word in words:
+        assert word in str(error)
+    assert SECRET not in str(error)
+    assert error.sqlstate == str(errno)
+
+
 @pytest.mark.parametrize(
     ("errno", "error_class", "dual", "words"),
     [
+        (1820, LoginError, False, ["expired"]),
+        (1226, DatabaseError, False, ["resource limit", "MAX_QUERIES_PER_HOUR"]),
         (1227, PrivilegeError, False, ["lacks a privilege", "CREATE USER"]),
         (1227, PrivilegeError, True, ["APPLICATION_PASSWORD_ADMIN"]),
         (1142, PrivilegeError, False, ["lacks a privilege"]),
@@ -1130,6 +1319,8 @@ def test_aurora_version_is_asked_for_aurora_engines() -> None:
 
 def test_sync_clone_on_mysql8_creates_replays_and_copies_default_roles() -> None:
     # GIVEN a source on MySQL 8 with a role and a default role, and no clone yet
+    clone_grants = ["GRANT USAGE ON *.* TO `app_clone`@`%`"]
+
     def respond(sql: str) -> list[tuple[Any, ...]]:
         if sql.startswith("SELECT VERSION()"):
             return [("8.0.36", "")]
@@ -1138,7 +1329,9 @@ def test_sync_clone_on_mysql8_creates_replays_and_copies_default_roles() -> None
         if sql == "SHOW GRANTS FOR `app`@`%`":
             return [("GRANT USAGE ON *.* TO `app`@`%`",), ("GRANT `reader`@`%` TO `app`@`%`",)]
         if sql == "SHOW GRANTS FOR `app_clone`@`%`":
-            return [("GRANT USAGE ON *.* TO `app_clone`@`%`",)]
+            return [(line,) for line in clone_grants]
+        if sql.startswith("GRANT "):
+            clone_grants.append(sql)
         if sql.startswith("SELECT DEFAULT_ROLE_USER") and "'app'" in sql:
             return [("reader", "%")]
         return []
@@ -1146,15 +1339,84 @@ def test_sync_clone_on_mysql8_creates_replays_and_copies_default_roles() -> None
     # WHEN the clone is synced
     with s:
         s.sync_clone("app", "app_clone", NEW)
-    # THEN it is created with the source's plugin, gets the role, and its default role
+    # THEN it is created with the source's plugin, gets the role (added: nothing to revoke
+    # from a new clone), and its default role
     changes = [sql for sql in conn.executed if not sql.startswith(("SELECT", "SHOW"))]
     assert changes == [
         f"CREATE USER `app_clone`@`%` IDENTIFIED WITH caching_sha2_password BY '{NEW}'",
-        "REVOKE ALL PRIVILEGES, GRANT OPTION FROM `app_clone`@`%`",
-        "GRANT USAGE ON *.* TO `app_clone`@`%`",
         "GRANT `reader`@`%` TO `app_clone`@`%`",
         "SET DEFAULT ROLE `reader`@`%` TO `app_clone`@`%`",
     ]
+
+
+def mariadb_grants_server(source: list[str], clone: list[str],
+                          refuse: str | None = None) -> Responder:
+    """A MariaDB whose SHOW GRANTS follow the GRANT / REVOKE ALL / ALTER USER statements run on
+    `app_clone`@`%` (enough of them for these flows); ``refuse`` is a statement prefix the
+    master may not run (1044)."""
+    def respond(sql: str) -> list[tuple[Any, ...]]:
+        if sql.startswith("SELECT VERSION()"):
+            return [("10.11.19-MariaDB", "")]
+        if refuse is not None and sql.startswith(refuse):
+            raise pymysql.err.OperationalError(
+                1044, "Access denied for user 'admin'@'%' to database 'other'")
+        if sql.startswith("SELECT Host, plugin") and "'app'" in sql:
+            return [("%", "mysql_native_password", "*OLD")]
+        if sql.startswith("SELECT Host, plugin") and "'app_clone'" in sql:
+            return [("%", "mysql_native_password", "*OLDER")]
+        if sql == "SHOW GRANTS FOR `app`@`%`":
+            return [(line,) for line in source]
+        if sql == "SHOW GRANTS FOR `app_clone`@`%`":
+            return [(line,) for line in clone]
+        if sql.startswith("REVOKE ALL"):
+            clone[:] = ["GRANT USAGE ON *.* TO `app_clone`@`%`"]
+        elif sql.startswith("GRANT ") and sql not in clone:
+            clone.append(sql)
+        return []
+    return respond
+
+
+def test_mariadb_sync_sets_require_and_limits_with_alter_user() -> None:
+    # GIVEN a MariaDB source with REQUIRE SSL and a resource limit, and a clone with its grant
+    source = ["GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*OLD' REQUIRE SSL WITH "
+              "MAX_QUERIES_PER_HOUR 10", "GRANT SELECT ON `shop`.* TO `app`@`%`"]
+    clone = ["GRANT USAGE ON *.* TO `app_clone`@`%` IDENTIFIED BY PASSWORD '*OLDER'",
+             "GRANT SELECT ON `shop`.* TO `app_clone`@`%`"]
+    s, conn = session(mariadb_grants_server(source, clone), user="admin")
+    # WHEN the clone is synced
+    with s:
+        s.sync_clone("app", "app_clone", NEW)
+    # THEN the options are set with ALTER USER (CREATE USER suffices; GRANT ... REQUIRE would
+    # need UPDATE on mysql.*), no privilege is revoked or granted again, and the password of
+    # the existing clone changes last
+    changes = [sql for sql in conn.executed if not sql.startswith(("SELECT", "SHOW"))]
+    assert changes == [
+        "ALTER USER `app_clone`@`%` REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 10 "
+        "MAX_UPDATES_PER_HOUR 0 MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 0 "
+        "MAX_STATEMENT_TIME 0",
+        f"ALTER USER `app_clone`@`%` IDENTIFIED BY PASSWORD '{NEW_HASH}'",
+    ]
+
+
+def test_a_grant_the_master_may_not_give_fails_before_any_revoke() -> None:
+    # GIVEN a source with a grant the master may not give, and a clone with one it should lose
+    source = ["GRANT USAGE ON *.* TO `app`@`%`", "GRANT SELECT ON `other`.* TO `app`@`%`"]
+    clone = ["GRANT USAGE ON *.* TO `app_clone`@`%`",
+             "GRANT SELECT ON `shop`.* TO `app_clone`@`%`"]
+    before = list(clone)
+    s, conn = session(mariadb_grants_server(source, clone, refuse="GRANT SELECT ON `other`"),
+                      user="admin")
+    # WHEN the clone is synced
+    with s, pytest.raises(PrivilegeError) as info:
+        s.sync_clone("app", "app_clone", NEW)
+    # THEN it fails naming the grant, before anything was revoked, and before the clone (the
+    # previous user, maybe still in use) got a new password
+    assert "copy 'GRANT SELECT ON `other`.*' to 'app_clone'@'%'" in str(info.value)
+    assert "nothing was revoked from 'app_clone'@'%'" in str(info.value)
+    assert "CREATE USER" in str(info.value)  # the hint: what a master needs
+    assert not any(sql.startswith("REVOKE") for sql in conn.executed)
+    assert not any("IDENTIFIED" in sql for sql in conn.executed)
+    assert clone == before
 
 
 def test_sync_clone_refuses_the_same_name() -> None:
