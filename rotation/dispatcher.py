@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rotation.adapters import AdapterRegistry
-from rotation.adapters.base import AdapterOptions
+from rotation.adapters.base import DEADLINE, AdapterOptions
 from rotation.config import Settings
 from rotation.errors import (
     NotPendingError,
@@ -101,6 +101,7 @@ class Rotation:
         remaining = _remaining_seconds(context)
         self.secrets.deadline = (None if remaining is None
                                  else time.monotonic() + remaining - SAFETY_MARGIN_S)
+        deadline = DEADLINE.set(self.secrets.deadline)  # every database wait ends before it
         try:
             adapters = self._adapters_within(remaining, event.step)
             state = self.secrets.describe(event.secret_id)
@@ -127,6 +128,7 @@ class Rotation:
                                     "cause": "internal"})
             raise
         finally:
+            DEADLINE.reset(deadline)
             self._emit_metrics(event, ctx, secret_arn, failure, started)
         duration = round((time.perf_counter() - started) * 1000, 1)
         logger.info(f"{event.step} finished: {outcome}",

@@ -9,6 +9,8 @@ Contract (checked by the shared suite in ``tests/integration/adapter_contract.py
   :class:`~rotation.errors.TlsError` when TLS could not be set up or verified,
   :class:`~rotation.errors.ConnectError` / :class:`~rotation.errors.DbTimeoutError` when the host
   cannot be reached in time. It never retries without TLS.
+* Every wait ends within the options' timeouts, and within :data:`DEADLINE` when it is set
+  (:func:`time_left`), so a step fails with a timeout error before Lambda kills it.
 * Session methods are idempotent: running one again with the same arguments changes nothing more.
 * No method lets a password or verifier reach a log line, an exception message or a repr; where the
   engine allows it, the password is hashed client-side so the plaintext never reaches the server.
@@ -20,11 +22,34 @@ Contract (checked by the shared suite in ``tests/integration/adapter_contract.py
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Protocol, runtime_checkable
 
 from rotation.credentials import DbCredentials
+from rotation.errors import DbTimeoutError
+
+#: ``time.monotonic()`` by which the current invocation's database work must be over (the
+#: Lambda's remaining time less a safety margin; set by the dispatcher, None outside it). A step
+#: runs several statements: each one's timeout is cut to what is left (:func:`time_left`), so
+#: their sum stays inside the invocation whatever the server's pace.
+DEADLINE: ContextVar[float | None] = ContextVar("rotation_db_deadline", default=None)
+
+
+def time_left(limit: float, what: str) -> float:
+    """``limit`` seconds, or fewer when the invocation's :data:`DEADLINE` is nearer. Raises
+    DbTimeoutError when no time is left for ``what`` (say, "a statement on host:port")."""
+    deadline = DEADLINE.get()
+    if deadline is None:
+        return limit
+    left = deadline - time.monotonic()
+    if left <= 0.05:
+        raise DbTimeoutError(f"no time is left in this invocation for {what}",
+                             hint="raise the function's Timeout (30 s or more); Secrets Manager "
+                                  "retries the step")
+    return min(limit, left)
 
 
 @dataclass(frozen=True)

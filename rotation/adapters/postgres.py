@@ -34,7 +34,7 @@ from psycopg import sql
 
 from rotation import _redact
 from rotation.adapters._tls import default_ca_file
-from rotation.adapters.base import AdapterOptions
+from rotation.adapters.base import AdapterOptions, time_left
 from rotation.credentials import DbCredentials
 from rotation.errors import (
     ConnectError,
@@ -72,8 +72,6 @@ class PostgresSession:
         self._conn = conn
         self._where = f"{credentials.host}:{credentials.port}"
         self._statement_timeout = statement_timeout
-        self._set_timeout = sql.SQL("SET LOCAL statement_timeout = {}; ").format(
-            sql.Literal(max(1, int(statement_timeout * 1000))))
 
     def __repr__(self) -> str:
         return f"<PostgresSession {self._where}>"
@@ -151,8 +149,12 @@ class PostgresSession:
         it: nothing is left on a server connection that a transaction-pooling PgBouncer hands
         to another client, unlike a session-wide SET, and no extra round trip.
         Client side: a deadline closes the socket if no answer comes, which the server-side
-        timeout cannot do when the network or the server stopped answering."""
-        return self._send(sql.Composed([self._set_timeout, query]), skip_results=1)
+        timeout cannot do when the network or the server stopped answering. Both are cut to
+        what is left of the invocation (base.time_left)."""
+        timeout = time_left(self._statement_timeout, f"a statement on {self._where}")
+        set_timeout = sql.SQL("SET LOCAL statement_timeout = {}; ").format(
+            sql.Literal(max(1, int(timeout * 1000))))
+        return self._send(sql.Composed([set_timeout, query]), timeout, skip_results=1)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -166,14 +168,16 @@ class PostgresSession:
             if not self._conn.closed:
                 with contextlib.suppress(DatabaseError):
                     # Nothing in front: an aborted transaction takes only ROLLBACK.
-                    self._send(sql.SQL("ROLLBACK"))
+                    self._send(sql.SQL("ROLLBACK"), time_left(
+                        self._statement_timeout, f"a ROLLBACK on {self._where}"))
             raise
         self._execute(sql.SQL("COMMIT"))
 
-    def _send(self, query: sql.Composed | sql.SQL, skip_results: int = 0) -> list[tuple[Any, ...]]:
-        """One Query message under the client-side deadline; the rows of the result after the
-        first ``skip_results`` ones."""
-        bound = self._statement_timeout + CLIENT_GRACE_S
+    def _send(self, query: sql.Composed | sql.SQL, timeout: float,
+              skip_results: int = 0) -> list[tuple[Any, ...]]:
+        """One Query message, its answer awaited ``timeout`` seconds (and a grace); the rows of
+        the result after the first ``skip_results`` ones."""
+        bound = timeout + CLIENT_GRACE_S
         rows: list[tuple[Any, ...]] = []
         failure: psycopg.Error | None = None
         watchdog: _Watchdog | None = None
@@ -195,7 +199,7 @@ class PostgresSession:
                      "and the server's load; Secrets Manager retries the step",
                 driver_error=f"psycopg.{type(failure).__name__}" if failure else "")
         if failure is not None:
-            raise _statement_error(failure, self._where, self._statement_timeout) from None
+            raise _statement_error(failure, self._where, timeout) from None
         return rows
 
 
@@ -251,6 +255,10 @@ class PostgresAdapter:
         _check_name(credentials.username)
         _redact.register(credentials.password)
         params = self.connection_params(credentials)
+        # Cut to what is left of the invocation (libpq counts whole seconds, at least 2; the
+        # dispatcher's safety margin covers the rounding).
+        params["connect_timeout"] = max(2, math.ceil(time_left(
+            self.options.connect_timeout, f"a login to {credentials.host}:{credentials.port}")))
         try:
             conn = psycopg.connect(password=credentials.password, **params)
         except psycopg.Error as exc:

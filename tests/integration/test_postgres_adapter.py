@@ -287,6 +287,30 @@ def test_statement_timeout_is_in_force_and_does_not_outlive_the_statement(
     assert after == ("0",)
 
 
+def test_a_step_of_several_statements_ends_by_the_invocation_deadline(
+        pg_server: Any, pg_user: Callable[..., DbCredentials]) -> None:
+    # GIVEN a live but slow server (each statement takes 0.8 s, under the 1 s statement
+    # timeout) and an invocation whose database work must be over 2 s from now
+    from rotation.adapters.base import DEADLINE
+
+    adapter = _adapter(pg_server, statement_timeout=1.0)
+    with adapter.connect(pg_user()) as session:
+        token = DEADLINE.set(time.monotonic() + 2.0)
+        started = time.monotonic()
+        try:
+            # WHEN the step runs one slow statement after another
+            with pytest.raises(DbTimeoutError):
+                for _ in range(5):
+                    session._execute(sql.SQL("SELECT pg_sleep(0.8)"))
+        finally:
+            DEADLINE.reset(token)
+        elapsed = time.monotonic() - started
+
+    # THEN the statement that would outlast the deadline is cut short: the step ends near the
+    # deadline (before this fix, each statement got its full timeout: 5 x 0.8 s)
+    assert elapsed < 2.6, elapsed
+
+
 # -- 4. refused logins: say the real cause --------------------------------------------------------
 
 def test_wrong_password_is_a_password_refusal(
