@@ -1,11 +1,16 @@
 """The Lambda entry point: ``rotation.handler.lambda_handler``.
 
-The app (settings, boto3 client, adapters) is built on the first invocation and kept for the
-container; importing this module does no work and imports no database driver.
+The app (settings, boto3 client, the adapter registry's engine table) is built once per
+container. On Lambda that happens in the init phase, when the runtime imports this module
+(:func:`init`): a secret rotates every few days, so nearly every rotation starts in a new
+container, and the init phase is where Lambda expects that work (it runs before the first
+invocation, outside the step's own timeout). Anywhere else (tests, the command line) importing
+this module does no work. Either way no database driver is imported until an engine is used.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,3 +36,17 @@ def reset() -> None:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return get_app().resolve(event, context)
+
+
+def init() -> None:
+    """Lambda's init phase: build the app and read the engine table. A failure here (say, a bad
+    setting) is left for the first invocation, which raises it with the step's log line and
+    metrics instead of a bare init error."""
+    try:
+        get_app().adapters.engines()
+    except Exception:  # reported by the first invocation, which builds the app again
+        reset()
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_EXECUTION_ENV"):
+    init()

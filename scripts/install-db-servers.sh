@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the PostgreSQL and MariaDB *server binaries* that rotation.sandbox starts as throwaway
+# Install the PostgreSQL and MariaDB *server binaries* that rotation.tools.sandbox starts as throwaway
 # servers (tests, `rotation demo`, benchmarks), and PgBouncer, which the sandbox puts in front of
 # its PostgreSQL to test rotation through a pooler. Idempotent: installs only what is missing and
 # exits 0 at once when all are present.

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from rotation import handler
-from rotation.local import LocalLambdaContext
 from rotation.logs import logger
+from rotation.tools.local import LocalLambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -26,7 +26,7 @@ def load_event(name: str) -> dict[str, Any]:
     return data
 
 
-# The local runs' Lambda context (rotation.local), under the name the tests use.
+# The local runs' Lambda context (rotation.tools.local), under the name the tests use.
 FakeLambdaContext = LocalLambdaContext
 
 
@@ -144,7 +144,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def sm(leak_scan: LeakScan) -> Iterator[Any]:
     """A moto Secrets Manager client (in-process), with the service's version immutability."""
-    from rotation.local import local_stack
+    from rotation.tools.local import local_stack
 
     with local_stack() as client:
         yield client

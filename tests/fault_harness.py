@@ -43,7 +43,7 @@ from rotation.errors import (
     RotationError,
     RotationTimeoutError,
 )
-from rotation.local import LocalRotationService, new_rotation_token
+from rotation.tools.local import LocalRotationService, new_rotation_token
 from tests.conftest import FakeLambdaContext, LeakScan
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")

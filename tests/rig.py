@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotation import handler
-from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.tools.local import ApiCallCounter, LocalRotationService
 from tests.conftest import FakeLambdaContext
 
 

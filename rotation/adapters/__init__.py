@@ -36,8 +36,11 @@ def available_engines() -> dict[str, str]:
     return engines
 
 
-def load_adapter_class(engine: str) -> type[DatabaseAdapter]:
-    engines = available_engines()
+def load_adapter_class(engine: str,
+                       engines: Mapping[str, str] | None = None) -> type[DatabaseAdapter]:
+    """The adapter class for ``engine``, from ``engines`` (default: :func:`available_engines`,
+    which reads every installed distribution's entry points: a few milliseconds)."""
+    engines = available_engines() if engines is None else engines
     target = engines.get(engine)
     if target is None:
         raise UnsupportedEngineError(
@@ -59,18 +62,27 @@ def load_adapter_class(engine: str) -> type[DatabaseAdapter]:
 class AdapterRegistry:
     """One adapter instance per engine family, built on first use and kept for the container."""
 
-    def __init__(self, options: AdapterOptions) -> None:
+    def __init__(self, options: AdapterOptions,
+                 engines: Mapping[str, str] | None = None) -> None:
         self.options = options
+        self._engines = None if engines is None else dict(engines)
         self._adapters: dict[str, DatabaseAdapter] = {}
+
+    def engines(self) -> Mapping[str, str]:
+        """Engine -> ``module:Class``, read once (entry points are scanned once per container,
+        in Lambda's init phase when the handler module builds the app there)."""
+        if self._engines is None:
+            self._engines = available_engines()
+        return self._engines
 
     def with_options(self, options: AdapterOptions) -> AdapterRegistry:
         """A registry with other options (e.g. timeouts cut to an invocation's remaining time)."""
-        return AdapterRegistry(options)
+        return AdapterRegistry(options, self.engines())
 
     def get(self, engine: str) -> DatabaseAdapter:
         adapter = self._adapters.get(engine)
         if adapter is None:
-            adapter = load_adapter_class(engine)(self.options)
+            adapter = load_adapter_class(engine, self.engines())(self.options)
             self._adapters[engine] = adapter
         return adapter
 

@@ -1,20 +1,34 @@
-"""The CA file that verifies database servers when ``ROTATION_CA_BUNDLE`` is not set.
+"""TLS settings shared by the adapters: the SSLContext for each sslmode, and the CA file that
+verifies database servers when ``ROTATION_CA_BUNDLE`` is not set.
 
-Drivers that bundle their own OpenSSL (psycopg-binary's libpq) do not find the machine's trust
-store by themselves: libpq's ``sslrootcert=system`` looks in the bundled OpenSSL's own directory,
-which trusts nothing on most machines, and libpq refuses ``verify-ca`` with it. So the adapters
-pass the trust store explicitly, as one PEM file, found the way Python's :mod:`ssl` finds it
-(on Lambda that is the runtime's bundle). Shared by every adapter that needs a CA *file*.
+:func:`make_ssl_context` is for drivers that take a Python :class:`ssl.SSLContext` (PyMySQL).
+``verify-full`` checks the chain and the host name, ``verify-ca`` the chain but not the host
+name, ``require`` encrypts without any check, ``disable`` (only when the secret opts out) sends
+no TLS at all. There is never a fallback from TLS to plaintext. ``VERIFY_X509_STRICT`` (on by
+default from Python 3.13) is cleared, as PyMySQL and OpenSSL-based clients do: the chain, the
+signature and the host name are still verified, but server certificates made by MySQL's own
+``mysql_ssl_rsa_setup`` (no key-usage extensions) are accepted.
+
+:func:`default_ca_file` is for drivers that bundle their own OpenSSL (psycopg-binary's libpq),
+which do not find the machine's trust store by themselves: libpq's ``sslrootcert=system`` looks
+in the bundled OpenSSL's own directory, which trusts nothing on most machines, and libpq refuses
+``verify-ca`` with it. So the adapters pass the trust store explicitly, as one PEM file, found
+the way Python's :mod:`ssl` finds it (on Lambda that is the runtime's bundle). Shared by every
+adapter that needs a CA *file*.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+from typing import TYPE_CHECKING
 
 from rotation.errors import TlsError
 
-__all__ = ["default_ca_file"]
+if TYPE_CHECKING:
+    from rotation.credentials import SslMode
+
+__all__ = ["default_ca_file", "make_ssl_context"]
 
 
 def default_ca_file() -> str:
@@ -41,3 +55,27 @@ def default_ca_file() -> str:
         f"no CA file to verify the database's certificate: tried {tried}",
         hint="set ROTATION_CA_BUNDLE to the PEM of the CA that signed the server certificate "
              "(for RDS, the region's global bundle); certificate checks are never skipped")
+
+
+def make_ssl_context(sslmode: SslMode, ca_bundle: str | None) -> ssl.SSLContext | None:
+    """The SSLContext for ``sslmode`` (None for ``disable``). Raises TlsError when the CA
+    bundle cannot be read."""
+    if sslmode == "disable":
+        return None
+    if sslmode == "require":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # encrypted, nothing verified
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        context = ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        error = TlsError(f"cannot load the CA bundle {ca_bundle!r}: {reason}",
+                         hint="set ROTATION_CA_BUNDLE to a readable PEM file")
+    else:
+        context.check_hostname = sslmode == "verify-full"
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        return context
+    raise error

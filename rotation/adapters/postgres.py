@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -71,6 +72,7 @@ class PostgresSession:
                  statement_timeout: float = AdapterOptions.statement_timeout) -> None:
         self._conn = conn
         self._where = f"{credentials.host}:{credentials.port}"
+        self._login_user = credentials.username
         self._statement_timeout = statement_timeout
 
     def __repr__(self) -> str:
@@ -81,7 +83,10 @@ class PostgresSession:
 
     def set_password(self, username: str, password: str) -> None:
         _check_name(username)
-        self._refuse_iam_role(username)
+        if username != self._login_user:
+            # A role that just logged in with its password holds no rds_iam (RDS refuses those
+            # password logins): the check, one round trip, is for a master changing another.
+            self._refuse_iam_role(username)
         self._execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
             sql.Identifier(username), sql.Literal(self._verifier(username, password))))
 
@@ -206,38 +211,71 @@ class PostgresSession:
 class _Watchdog:
     """Ends a wait on a connection that outlives ``seconds`` by shutting its socket down, so
     psycopg's wait returns with an error: nothing else interrupts a blocking wait on a peer
-    that still ACKs but never answers (TCP keepalives and ``tcp_user_timeout`` do not fire)."""
+    that still ACKs but never answers (TCP keepalives and ``tcp_user_timeout`` do not fire).
+
+    One daemon thread per process watches every armed statement (:class:`_Watchman`): arming
+    costs a lock and a notify, not a thread start per statement."""
 
     def __init__(self, fileno: int, seconds: float) -> None:
         self.fired = False
-        self._fileno = fileno
-        self._armed = True
-        self._lock = threading.Lock()  # a late timer must not shut a connection that went on
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self.fileno = fileno
+        self.seconds = seconds
+        self.due = 0.0
 
     def __enter__(self) -> _Watchdog:
-        self._timer.start()
+        self.due = time.monotonic() + self.seconds
+        _WATCHMAN.arm(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        with self._lock:
-            self._armed = False
-        self._timer.cancel()
+        _WATCHMAN.disarm(self)
 
-    def _fire(self) -> None:
-        with self._lock:
-            if not self._armed:
-                return
-            self.fired = True
-            # shutdown() acts on the socket, so a duplicate descriptor is enough, and closing
-            # the duplicate leaves psycopg's own descriptor to psycopg.
-            try:
-                with socket.socket(fileno=os.dup(self._fileno)) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def fire(self) -> None:
+        """Called by the watchman, under its lock (so never after :meth:`__exit__`)."""
+        self.fired = True
+        # shutdown() acts on the socket, so a duplicate descriptor is enough, and closing the
+        # duplicate leaves psycopg's own descriptor to psycopg.
+        try:
+            with socket.socket(fileno=os.dup(self.fileno)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Watchman:
+    """The thread behind every :class:`_Watchdog`: sleeps until the earliest one is due."""
+
+    def __init__(self) -> None:
+        self._armed: set[_Watchdog] = set()
+        self._wake = threading.Condition()  # a disarmed watchdog must not fire: one lock
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dog: _Watchdog) -> None:
+        with self._wake:
+            self._armed.add(dog)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, name="rotation-pg-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def disarm(self, dog: _Watchdog) -> None:
+        with self._wake:
+            self._armed.discard(dog)
+
+    def _watch(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                for dog in [d for d in self._armed if d.due <= now]:
+                    self._armed.discard(dog)
+                    dog.fire()
+                due = min((d.due for d in self._armed), default=None)
+                self._wake.wait(None if due is None else max(0.0, due - now))
+
+
+_WATCHMAN = _Watchman()
 
 
 class PostgresAdapter:

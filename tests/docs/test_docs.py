@@ -352,7 +352,7 @@ def check_aws(argv: list[str]) -> None:
 
 
 def check_rotation_cli(argv: list[str]) -> None:
-    from rotation.cli import build_parser
+    from rotation.tools.cli import build_parser
 
     stderr = io.StringIO()
     try:
@@ -402,7 +402,7 @@ LOCAL_STACK_SECRETS = {"prod/app/postgres": "events/secret-postgres.json",
 
 LOCAL_STACK_PREAMBLE = """
 import pathlib
-from rotation.local import local_stack
+from rotation.tools.local import local_stack
 
 with local_stack() as _client:
     for _name, _path in {secrets!r}.items():
@@ -458,8 +458,8 @@ def check_file_equal(block: Block) -> None:
 def real_failure_line() -> dict[str, Any]:
     """A failure line as the dispatcher writes it: setSecret against a closed port."""
     from rotation import handler
-    from rotation.local import LocalRotationService, create_secret, local_stack
     from rotation.logs import logger
+    from rotation.tools.local import LocalRotationService, create_secret, local_stack
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -645,8 +645,8 @@ ROWS = ["AWS's symptom", "prevented by", "`rotation doctor` check", "error class
 @cache
 def doctor_check_names() -> frozenset[str]:
     from rotation.config import Settings
-    from rotation.doctor import run_doctor
-    from rotation.local import local_stack
+    from rotation.tools.doctor import run_doctor
+    from rotation.tools.local import local_stack
 
     with local_stack() as client:
         report = run_doctor(client, "no-such-secret", Settings())
@@ -795,7 +795,7 @@ def test_parameter_table_matches_the_template() -> None:
 
 
 def test_mysql_plugin_table_is_the_adapters() -> None:
-    import rotation.adapters.mysql as mysql
+    import rotation.adapters.mysql.server as mysql
 
     def rows(lines: list[str]) -> list[list[str]]:
         return [[c.strip() for c in line.replace("``", "`").strip().strip("|").split("|")]
@@ -871,3 +871,20 @@ def test_checkers_refuse_a_rotten_command(command: str) -> None:
 def test_a_block_without_treatment_fails() -> None:
     with pytest.raises(AssertionError, match="no treatment"):
         check_block(Block(ROOT / "docs" / "x.md", 1, "sh", "echo hi\n"))
+
+
+def test_code_map_names_every_module_and_only_existing_ones() -> None:
+    # GIVEN README's code map
+    text = README.read_text()
+    section = text[text.index("## Code map"):]
+    section = section[:section.index("\n## ", 1)]
+    named = set(re.findall(r"`(rotation/[\w/]+\.py)`", section))
+
+    # WHEN it is compared with the package's modules (package __init__ files but the root's
+    # and the tools' are listed as their package)
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "rotation").rglob("*.py")}
+    expected = modules - {"rotation/__init__.py", "rotation/tools/__init__.py"}
+
+    # THEN every module has its line, and every line names a module that exists
+    assert sorted(expected - named) == [], "modules missing from README's code map"
+    assert sorted(named - modules) == [], "README's code map names modules that do not exist"

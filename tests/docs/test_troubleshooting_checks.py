@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from rotation.config import Settings
-from rotation.doctor import run_doctor
-from rotation.local import LocalRotationService
+from rotation.tools.doctor import run_doctor
+from rotation.tools.local import LocalRotationService
 
 
 def test_pg_libpq_check_fails_below_libpq_10(sm: Any, monkeypatch: pytest.MonkeyPatch) -> None:

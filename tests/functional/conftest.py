@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.tools.local import ApiCallCounter, LocalRotationService
 from tests.functional.fakes import DB, FakeDatabase
 from tests.rig import Rig
 

@@ -20,7 +20,7 @@ from rotation.errors import (
     UnknownStepError,
     UnsupportedEngineError,
 )
-from rotation.local import ApiCallCounter
+from rotation.tools.local import ApiCallCounter
 from tests.conftest import FakeLambdaContext, LeakScan
 from tests.functional.conftest import make_secret
 from tests.functional.fakes import FakeDatabase

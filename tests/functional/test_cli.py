@@ -21,14 +21,14 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 import rotation.adapters
-import rotation.cli
-import rotation.demo
-from rotation.cli import main
+import rotation.tools.cli
+import rotation.tools.demo
 from rotation.config import Settings
-from rotation.doctor import PYTHON_RUNTIME_DEPRECATION, run_doctor
 from rotation.errors import ConnectError, DatabaseError, DbTimeoutError, LoginError, TlsError
 from rotation.event import STEPS
-from rotation.sandbox import LoginCounts
+from rotation.tools.cli import main
+from rotation.tools.doctor import PYTHON_RUNTIME_DEPRECATION, run_doctor
+from rotation.tools.sandbox import LoginCounts
 from tests.conftest import EVENTS, LeakScan, LogCapture
 from tests.functional.conftest import FAKE_ENGINE
 from tests.functional.fakes import FakeDatabase
@@ -89,7 +89,7 @@ def fake_stack(db: FakeDatabase, monkeypatch: pytest.MonkeyPatch) -> FakeDatabas
     def fake_server(engine: str) -> Iterator[FakeServer]:
         yield FakeServer(db)
 
-    monkeypatch.setattr(rotation.demo, "sandbox_server", fake_server)
+    monkeypatch.setattr(rotation.tools.demo, "sandbox_server", fake_server)
     return db
 
 
@@ -160,9 +160,9 @@ def test_invoke_local_keeps_the_events_rotation_token(fake_stack: FakeDatabase,
     # GIVEN a spy on every PutSecretValue the function makes
     event = json.loads((EVENTS / "createSecret.json").read_text())
     seen: list[dict[str, Any]] = []
-    real_invoke = rotation.demo.LocalTarget.invoke
+    real_invoke = rotation.tools.demo.LocalTarget.invoke
 
-    def spying_invoke(self: rotation.demo.LocalTarget, ev: dict[str, Any]) -> dict[str, Any]:
+    def spying_invoke(self: rotation.tools.demo.LocalTarget, ev: dict[str, Any]) -> dict[str, Any]:
         client = rotation.handler.get_app().secrets.client
         if not getattr(client, "_spied", False):
             client.meta.events.register(
@@ -171,7 +171,7 @@ def test_invoke_local_keeps_the_events_rotation_token(fake_stack: FakeDatabase,
             client._spied = True
         return real_invoke(self, ev)
 
-    monkeypatch.setattr(rotation.demo.LocalTarget, "invoke", spying_invoke)
+    monkeypatch.setattr(rotation.tools.demo.LocalTarget, "invoke", spying_invoke)
 
     # WHEN createSecret.json is replayed
     assert main(["invoke", "--local", str(EVENTS / "createSecret.json")]) == 0
@@ -356,7 +356,7 @@ def scripted(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Scripte
                                     script.rotate_secret)
         client.meta.events.register("before-call.secrets-manager.DescribeSecret",
                                     script.describe_secret)
-        monkeypatch.setattr(rotation.cli, "secrets_client", lambda *_: client)
+        monkeypatch.setattr(rotation.tools.cli, "secrets_client", lambda *_: client)
         return script
 
     return build
@@ -423,7 +423,7 @@ def test_rotate_refused_by_the_service(rig: Rig, monkeypatch: pytest.MonkeyPatch
         lambda **_: (AWSResponse("https://local", 400, {}, None), {"Error": {
             "Code": "InvalidRequestException",
             "Message": "A previous rotation isn't complete. That rotation will be reattempted."}}))
-    monkeypatch.setattr(rotation.cli, "secrets_client", lambda *_: client)
+    monkeypatch.setattr(rotation.tools.cli, "secrets_client", lambda *_: client)
 
     # WHEN the CLI tries to rotate
     code = main(["rotate", rig.arn])
@@ -497,7 +497,7 @@ def test_demo_stops_its_server_on_ctrl_c(db: FakeDatabase, monkeypatch: pytest.M
         finally:
             stopped.append(True)
 
-    monkeypatch.setattr(rotation.demo, "sandbox_server", fake_server)
+    monkeypatch.setattr(rotation.tools.demo, "sandbox_server", fake_server)
     db.fail_next["set_password"] = KeyboardInterrupt()  # type: ignore[assignment]
 
     # WHEN the demo runs
@@ -1050,7 +1050,7 @@ def test_doctor_cli_uses_lambda_and_logs_clients(drig: Rig, monkeypatch: pytest.
                                                  leak_scan: LeakScan) -> None:
     # GIVEN the CLI's Lambda and Logs clients
     lam, logs = FakeLambda(runtime="python3.9", reserved=2), FakeLogs([])
-    monkeypatch.setattr(rotation.cli, "aws_client",
+    monkeypatch.setattr(rotation.tools.cli, "aws_client",
                         lambda service, region: lam if service == "lambda" else logs)
 
     # WHEN the doctor runs with --function-name

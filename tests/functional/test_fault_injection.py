@@ -24,7 +24,7 @@ import pytest
 
 from rotation import handler
 from rotation.errors import ConcurrentUpdateError
-from rotation.local import LocalRotationService
+from rotation.tools.local import LocalRotationService
 from tests.conftest import LeakScan
 from tests.fault_harness import (
     DB_EXTRA_FAULTS,

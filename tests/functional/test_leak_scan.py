@@ -91,7 +91,7 @@ INNER = textwrap.dedent(f'''
 
 
     def test_registered_rotation_token(leak_scan):
-        from rotation.local import new_rotation_token
+        from rotation.tools.local import new_rotation_token
 
         print(new_rotation_token())
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rotation import handler
-from rotation.local import new_rotation_token
+from rotation.tools.local import new_rotation_token
 from tests.conftest import TOKEN_RE, LogCapture
 from tests.rig import Rig
 

@@ -28,7 +28,7 @@ from rotation.adapters import get_adapter
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import credentials_from_dict
 from rotation.errors import DbTimeoutError, RotationError, RotationTimeoutError
-from rotation.local import LocalRotationService
+from rotation.tools.local import LocalRotationService
 from tests.conftest import FakeLambdaContext, LeakScan
 
 MARGIN_S = 1.5  # scheduling and the driver's own bookkeeping

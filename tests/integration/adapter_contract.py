@@ -29,7 +29,7 @@ HOSTILE_NAMES = ["o'brien", 'dq"name', "semi;colon", "back\\slash", "pct%name", 
 @dataclass
 class ContractTarget:
     engine: str
-    server: Any  # rotation.sandbox.ServerHandle (host, port, dbname, ca_file, log_text, ...)
+    server: Any  # rotation.tools.sandbox.ServerHandle (host, port, dbname, ca_file, log_text, ...)
     create_user: Callable[[str, str], None]
     drop_user: Callable[[str], None]
 

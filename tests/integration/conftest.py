@@ -1,5 +1,5 @@
 """Throwaway PostgreSQL and MariaDB servers, and PgBouncer in front of the PostgreSQL, for the
-integration tests (see rotation.sandbox).
+integration tests (see rotation.tools.sandbox).
 
 The servers are session-scoped: started on first use, stopped when the session ends. Under
 pytest-xdist every worker is its own session, so each worker gets its own servers on its own free
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rotation.sandbox import Sandbox, ServerHandle
+from rotation.tools.sandbox import Sandbox, ServerHandle
 
 
 @pytest.fixture(scope="session")

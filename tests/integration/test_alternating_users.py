@@ -14,7 +14,7 @@ import pytest
 
 from rotation.adapters import get_adapter
 from rotation.credentials import credentials_from_dict
-from rotation.local import ApiCallCounter, LocalRotationService, logs_in
+from rotation.tools.local import ApiCallCounter, LocalRotationService, logs_in
 from tests.conftest import LeakScan, LogCapture
 from tests.rig import Rig
 

@@ -20,16 +20,16 @@ import pytest
 import trustme
 from psycopg import sql
 
-import rotation.demo
+import rotation.tools.demo
 from rotation import handler
-from rotation.cli import main
 from rotation.config import PasswordPolicy, Settings
 from rotation.credentials import credentials_from_dict
-from rotation.doctor import DoctorReport, run_doctor
 from rotation.event import STEPS
-from rotation.local import LocalRotationService, logs_in
 from rotation.password import generate_password
-from rotation.sandbox import ServerHandle
+from rotation.tools.cli import main
+from rotation.tools.doctor import DoctorReport, run_doctor
+from rotation.tools.local import LocalRotationService, logs_in
+from rotation.tools.sandbox import ServerHandle
 from tests.conftest import EVENTS, FakeLambdaContext, LeakScan
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def use_session_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[ServerHandl
                 for user in ("app_user_clone", "app_user"):
                     server.drop_user(user)
 
-        monkeypatch.setattr(rotation.demo, "sandbox_server", session_server)
+        monkeypatch.setattr(rotation.tools.demo, "sandbox_server", session_server)
 
     return use
 

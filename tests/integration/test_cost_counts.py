@@ -18,7 +18,7 @@ import pytest
 
 from rotation import handler
 from rotation.adapters import get_adapter
-from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.tools.local import ApiCallCounter, LocalRotationService
 from tests.conftest import LeakScan
 from tests.rig import Rig
 

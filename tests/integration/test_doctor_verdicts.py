@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 import trustme
 
-from rotation.cli import main
 from rotation.config import PasswordPolicy
-from rotation.local import LocalRotationService
 from rotation.password import generate_password
-from rotation.sandbox import ServerHandle
+from rotation.tools.cli import main
+from rotation.tools.local import LocalRotationService
+from rotation.tools.sandbox import ServerHandle
 from tests.conftest import LeakScan
 from tests.integration.test_cli_local import SERVERS, DoctorRig
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import rotation.adapters
-from rotation.sandbox import ServerHandle
+from rotation.tools.sandbox import ServerHandle
 from tests.conftest import ROOT, LeakScan
 from tests.integration.adapter_contract import AdapterContract, ContractTarget
 from tests.rig import Rig, pg_can_login

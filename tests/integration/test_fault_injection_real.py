@@ -25,7 +25,7 @@ from rotation.adapters.mysql import MySQLAdapter
 from rotation.adapters.postgres import PostgresAdapter
 from rotation.credentials import DbCredentials, credentials_from_dict
 from rotation.errors import LoginError
-from rotation.local import LocalRotationService
+from rotation.tools.local import LocalRotationService
 from tests.conftest import LeakScan
 from tests.fault_harness import (
     DB_FAULTS,

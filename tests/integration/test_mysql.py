@@ -131,6 +131,37 @@ def admin(mariadb_server: Any, adapter: MySQLAdapter) -> Iterator[MySQLSession]:
         yield session
 
 
+def test_a_step_of_several_statements_ends_by_the_invocation_deadline(
+        mariadb_server: Any, users: Callable[..., tuple[str, str]]) -> None:
+    # GIVEN a live but slow server (each statement takes 0.8 s, under the 1 s statement
+    # timeout) and an invocation whose database work must be over 2 s from now
+    import time
+
+    from rotation.adapters.base import DEADLINE
+    from rotation.adapters.mysql.server import Statement
+
+    adapter = MySQLAdapter(AdapterOptions(ca_bundle=mariadb_server.ca_file,
+                                          statement_timeout=1.0))
+    with adapter.connect(credentials(mariadb_server, *users())) as session:
+        token = DEADLINE.set(time.monotonic() + 2.0)
+        started = time.monotonic()
+
+        def slow_step() -> None:
+            for _ in range(5):
+                session._run(Statement("SELECT SLEEP(0.8)", action="wait"))
+
+        try:
+            # WHEN the step runs one slow statement after another
+            with pytest.raises(DbTimeoutError):
+                slow_step()
+        finally:
+            DEADLINE.reset(token)
+        elapsed = time.monotonic() - started
+
+    # THEN the statement that would outlast the deadline is cut short (before: 5 x 0.8 s)
+    assert elapsed < 2.6, elapsed
+
+
 # --------------------------------------------------------------------------------------------
 # Login and TLS
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rotation.adapters import get_adapter
 from rotation.adapters.base import AdapterOptions
 from rotation.credentials import DbCredentials, credentials_from_dict
 from rotation.errors import DatabaseError, PrivilegeError
-from rotation.local import ApiCallCounter, LocalRotationService
+from rotation.tools.local import ApiCallCounter, LocalRotationService
 from tests.conftest import LeakScan
 from tests.rig import Rig, pg_can_login
 

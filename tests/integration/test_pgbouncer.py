@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from rotation import sandbox as sandbox_module
 from rotation.adapters import get_adapter
-from rotation.local import ApiCallCounter, LocalRotationService
-from rotation.sandbox import Sandbox, SandboxError, ServerHandle
+from rotation.tools import sandbox as sandbox_module
+from rotation.tools.local import ApiCallCounter, LocalRotationService
+from rotation.tools.sandbox import Sandbox, SandboxError, ServerHandle
 from tests.conftest import LeakScan, LogCapture
 from tests.rig import Rig, pg_can_login
 

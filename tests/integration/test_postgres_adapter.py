@@ -299,9 +299,12 @@ def test_a_step_of_several_statements_ends_by_the_invocation_deadline(
         started = time.monotonic()
         try:
             # WHEN the step runs one slow statement after another
-            with pytest.raises(DbTimeoutError):
+            def slow_step() -> None:
                 for _ in range(5):
                     session._execute(sql.SQL("SELECT pg_sleep(0.8)"))
+
+            with pytest.raises(DbTimeoutError):
+                slow_step()
         finally:
             DEADLINE.reset(token)
         elapsed = time.monotonic() - started
@@ -309,6 +312,26 @@ def test_a_step_of_several_statements_ends_by_the_invocation_deadline(
     # THEN the statement that would outlast the deadline is cut short: the step ends near the
     # deadline (before this fix, each statement got its full timeout: 5 x 0.8 s)
     assert elapsed < 2.6, elapsed
+
+
+def test_a_master_refuses_to_set_the_password_of_an_rds_iam_role(
+        pg_server: Any, pg_user: Callable[..., DbCredentials]) -> None:
+    # GIVEN a role granted rds_iam (RDS then refuses its password logins), and a master
+    with pg_server.admin_connect() as admin:
+        admin.execute("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                      "'rds_iam') THEN CREATE ROLE rds_iam NOLOGIN; END IF; END$$")
+    iam_user, master = pg_user(), pg_user(attributes="CREATEROLE")
+    with pg_server.admin_connect() as admin:
+        admin.execute(sql.SQL("GRANT rds_iam TO {}").format(sql.Identifier(iam_user.username)))
+    adapter = _adapter(pg_server)
+
+    # WHEN the master sets its password
+    with adapter.connect(master) as session, pytest.raises(DatabaseError) as info:
+        session.set_password(iam_user.username, "Next-" + secrets.token_urlsafe(16))
+
+    # THEN it refuses, naming rds_iam, and the role's password still works
+    assert "rds_iam" in str(info.value)
+    assert pg_can_login(pg_server, iam_user.username, iam_user.password)
 
 
 # -- 4. refused logins: say the real cause --------------------------------------------------------

@@ -13,7 +13,7 @@ import psycopg
 import pymysql
 import pytest
 
-from rotation.sandbox import LoginCounts, Sandbox, ServerHandle
+from rotation.tools.sandbox import LoginCounts, Sandbox, ServerHandle
 
 pytestmark = pytest.mark.integration
 

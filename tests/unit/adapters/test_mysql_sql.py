@@ -30,9 +30,7 @@ from rotation.adapters.mysql import (
     build_account_options,
     build_create_user,
     build_discard_old_password,
-    build_set_default_roles,
     build_set_password,
-    check_username,
     clone_username,
     ed25519_password_hash,
     make_ssl_context,
@@ -43,11 +41,12 @@ from rotation.adapters.mysql import (
     parse_grant,
     plan_grant_additions,
     plan_grant_sync,
-    quote_identifier,
     rewrite_grants,
     split_account_options,
-    tokenize,
 )
+from rotation.adapters.mysql.grants import tokenize
+from rotation.adapters.mysql.names import check_username, quote_identifier
+from rotation.adapters.mysql.server import build_set_default_roles
 from rotation.credentials import DbCredentials, credentials_from_dict
 from rotation.errors import (
     ConfigError,

@@ -26,7 +26,9 @@ from rotation.config import CA_BUNDLE, ENDPOINT, STRATEGY, PasswordPolicy
 from rotation.credentials import ENGINE_FAMILIES, credentials_from_dict
 from rotation.errors import RotationError, UnsupportedEngineError
 from rotation.event import STEPS
-from rotation.local import (
+from rotation.password import generate_password
+from rotation.secrets import CURRENT
+from rotation.tools.local import (
     DEFAULT_REGION,
     ApiCallCounter,
     LocalLambdaContext,
@@ -37,8 +39,6 @@ from rotation.local import (
     local_stack,
     logs_in,
 )
-from rotation.password import generate_password
-from rotation.secrets import CURRENT
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -65,7 +65,8 @@ class LoginTally(Protocol):
 
 
 class LocalServer(Protocol):
-    """What the local runs need from a throwaway server (``rotation.sandbox.ServerHandle``)."""
+    """What the local runs need from a throwaway server
+    (``rotation.tools.sandbox.ServerHandle``)."""
 
     @property
     def host(self) -> str: ...
@@ -104,13 +105,13 @@ class LocalRunError(RotationError):
 
 @contextmanager
 def sandbox_server(engine: str) -> Iterator[LocalServer]:
-    """A throwaway server for ``engine`` from :mod:`rotation.sandbox`, stopped on exit."""
+    """A throwaway server for ``engine`` from :mod:`rotation.tools.sandbox`, stopped on exit."""
     family = ENGINE_FAMILIES.get(engine, engine)
     kind = SANDBOX_SERVERS.get(family)
     if kind is None:
         raise LocalRunError(f"the sandbox has no throwaway server for engine {engine!r}",
                             hint="use --engine postgres or mariadb")
-    from rotation.sandbox import Sandbox, SandboxError
+    from rotation.tools.sandbox import Sandbox, SandboxError
 
     with Sandbox() as sandbox:
         try:

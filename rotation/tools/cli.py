@@ -34,9 +34,9 @@ from rotation.secrets import CURRENT, PENDING, PREVIOUS
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-    from rotation.demo import ReplayReport, RotationRun
-    from rotation.doctor import CheckResult, DoctorReport
-    from rotation.local import StepReport
+    from rotation.tools.demo import ReplayReport, RotationRun
+    from rotation.tools.doctor import CheckResult, DoctorReport
+    from rotation.tools.local import StepReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _STAGE_ORDER = {CURRENT: 0, PENDING: 1, PREVIOUS: 2}
@@ -209,7 +209,7 @@ def cmd_invoke(args: argparse.Namespace, printer: Printer) -> int:
         printer.error("--secret and --engine only apply with --local")
         return EXIT_USAGE
     from rotation import handler
-    from rotation.local import LocalLambdaContext
+    from rotation.tools.local import LocalLambdaContext
 
     with aws_env(args.region, args.endpoint_url), function_logs(True):
         handler.reset()
@@ -227,7 +227,7 @@ def cmd_invoke(args: argparse.Namespace, printer: Printer) -> int:
 
 
 def _invoke_local(args: argparse.Namespace, event: dict[str, Any], printer: Printer) -> int:
-    from rotation.demo import replay_event
+    from rotation.tools.demo import replay_event
 
     display = StepDisplay(printer)
     step = event.get("Step")
@@ -375,7 +375,7 @@ def cmd_rotate(args: argparse.Namespace, printer: Printer) -> int:
 
 
 def _rotate_local(args: argparse.Namespace, printer: Printer) -> int:
-    from rotation.demo import local_target, rotate_once
+    from rotation.tools.demo import local_target, rotate_once
 
     display = StepDisplay(printer)
     quiet = args.json
@@ -423,7 +423,7 @@ def _check_line(result: CheckResult) -> str:
 
 def cmd_doctor(args: argparse.Namespace, printer: Printer) -> int:
     from rotation.config import Settings
-    from rotation.doctor import run_doctor
+    from rotation.tools.doctor import run_doctor
 
     # --ca-bundle replaces ROTATION_CA_BUNDLE. It is not checked here: db-tls reports a bundle
     # that is missing, not a PEM or not the server's CA, naming the flag and the file.
@@ -460,7 +460,7 @@ def _print_doctor_summary(report: DoctorReport, printer: Printer, *, as_json: bo
 # -- demo ----------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace, printer: Printer) -> int:
-    from rotation.demo import LocalTarget, run_demo
+    from rotation.tools.demo import LocalTarget, run_demo
 
     display = StepDisplay(printer)
     quiet = args.json
