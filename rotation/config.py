@@ -28,6 +28,9 @@ EXCLUDE_PUNCTUATION = "EXCLUDE_PUNCTUATION"
 EXCLUDE_UPPERCASE = "EXCLUDE_UPPERCASE"
 EXCLUDE_LOWERCASE = "EXCLUDE_LOWERCASE"
 REQUIRE_EACH_INCLUDED_TYPE = "REQUIRE_EACH_INCLUDED_TYPE"
+#: the engine the function serves (the template's Engine): Lambda's init phase loads its adapter
+#: and driver, so the first step does not; a secret of another engine still works
+ENGINE_HINT = "ROTATION_ENGINE"
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,21 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def init() -> None:
-    """Lambda's init phase: build the app and read the engine table. A failure here (say, a bad
-    setting) is left for the first invocation, which raises it with the step's log line and
-    metrics instead of a bare init error."""
+    """Lambda's init phase: build the app and read the engine table; with ``ROTATION_ENGINE``
+    (the template sets it to its Engine) also load that engine's adapter and driver and let it
+    prepare (its TLS context). A failure here (say, a bad setting) is left for the first
+    invocation, which raises it with the step's log line and metrics instead of a bare init
+    error."""
+    from rotation.config import ENGINE_HINT
+
     try:
-        get_app().adapters.engines()
+        app = get_app()
+        app.adapters.engines()
+        engine = os.environ.get(ENGINE_HINT, "").strip()
+        if engine:
+            prepare = getattr(app.adapters.get(engine), "prepare", None)
+            if callable(prepare):
+                prepare()
     except Exception:  # reported by the first invocation, which builds the app again
         reset()
 

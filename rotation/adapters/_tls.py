@@ -15,6 +15,10 @@ in the bundled OpenSSL's own directory, which trusts nothing on most machines, a
 ``verify-ca`` with it. So the adapters pass the trust store explicitly, as one PEM file, found
 the way Python's :mod:`ssl` finds it (on Lambda that is the runtime's bundle). Shared by every
 adapter that needs a CA *file*.
+
+:func:`libpq_security_params` is the TLS and authentication part of every libpq login, shared by
+the PostgreSQL adapter and the applications' client (:mod:`rotation.client`), so that both log
+in exactly alike.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from rotation.errors import TlsError
 if TYPE_CHECKING:
     from rotation.credentials import SslMode
 
-__all__ = ["default_ca_file", "make_ssl_context"]
+__all__ = ["default_ca_file", "libpq_security_params", "make_ssl_context"]
 
 
 def default_ca_file() -> str:
@@ -79,3 +83,23 @@ def make_ssl_context(sslmode: SslMode, ca_bundle: str | None) -> ssl.SSLContext 
         context.verify_flags &= ~ssl.VERIFY_X509_STRICT
         return context
     raise error
+
+
+def libpq_security_params(sslmode: SslMode, ca_bundle: str | None) -> dict[str, str]:
+    """The libpq parameters that guard a login: TLS per ``sslmode`` with the CA file
+    (``ca_bundle``, else :func:`default_ca_file` for the verifying modes), and no way around it.
+    Raises TlsError when a verifying sslmode has no CA file to verify with."""
+    params = {
+        "sslmode": sslmode,
+        # libpq takes defaults from PG* environment variables: pin what guards TLS and the
+        # password. GSSAPI encryption, when Kerberos credentials are around, would be used
+        # instead of TLS and its certificate check.
+        "gssencmode": "disable",
+        "ssl_min_protocol_version": "TLSv1.2",
+        # Only methods that check the password without sending it: no cleartext request (an
+        # unverified `require` peer would read it), no `trust` (a login would prove nothing).
+        "require_auth": "scram-sha-256,md5",
+    }
+    if sslmode in ("verify-full", "verify-ca"):
+        params["sslrootcert"] = ca_bundle or default_ca_file()
+    return params

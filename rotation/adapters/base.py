@@ -108,3 +108,7 @@ class DatabaseAdapter(Protocol):
     def clone_username(self, username: str) -> str:
         """The alternate user's name: AWS's ``_clone`` suffix, shortened to the engine's limit."""
         ...
+
+    # Optional: ``prepare(self) -> None``, called in Lambda's init phase for the function's
+    # engine (ROTATION_ENGINE), builds what every login needs (a TLS context) ahead of the
+    # first step. It must not connect, and may raise (the first invocation then reports it).

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from rotation import _redact
-from rotation.adapters._tls import default_ca_file
+from rotation.adapters._tls import default_ca_file, libpq_security_params
 from rotation.adapters.base import AdapterOptions, time_left
 from rotation.credentials import DbCredentials
 from rotation.errors import (
@@ -289,6 +289,12 @@ class PostgresAdapter:
     def __repr__(self) -> str:
         return f"<PostgresAdapter ca_bundle={self.options.ca_bundle!r}>"
 
+    def prepare(self) -> None:
+        """Lambda's init phase: find the trust store's CA file now (libpq reads the file itself
+        at each login, so there is nothing else to build)."""
+        if self.options.ca_bundle is None:
+            default_ca_file()
+
     def connect(self, credentials: DbCredentials) -> PostgresSession:
         _check_name(credentials.username)
         _redact.register(credentials.password)
@@ -319,21 +325,12 @@ class PostgresAdapter:
             # No `options` startup parameter: PgBouncer and RDS Proxy refuse the login with it.
             # Empty sends none, and overrides a PGOPTIONS in the environment.
             "options": "",
-            # libpq takes defaults from PG* environment variables: pin what guards TLS and the
-            # password. GSSAPI encryption, when Kerberos credentials are around, would be used
-            # instead of TLS and its certificate check.
-            "gssencmode": "disable",
-            "ssl_min_protocol_version": "TLSv1.2",
-            # Only methods that check the password without sending it: no cleartext request
-            # (an unverified `require` peer would read it), no `trust` (testSecret would prove
-            # nothing).
-            "require_auth": "scram-sha-256,md5",
+            # TLS and authentication, shared with the applications' client (rotation.client)
+            **libpq_security_params(credentials.sslmode, self.options.ca_bundle),
             "autocommit": True,
             # No server-side prepared statements: a transaction pooler loses them.
             "prepare_threshold": None,
         }
-        if credentials.sslmode in ("verify-full", "verify-ca"):
-            params["sslrootcert"] = self.options.ca_bundle or default_ca_file()
         return params
 
     def clone_username(self, username: str) -> str:

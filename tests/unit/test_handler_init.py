@@ -67,3 +67,27 @@ def test_a_bad_setting_fails_the_first_invocation_not_the_import() -> None:
     # THEN the import went through, and the invocation raised the configuration error
     assert result["built"] is False
     assert result["error"] == "ConfigError"
+
+
+@pytest.mark.parametrize(("engine", "driver"), [("postgres", "psycopg"), ("mariadb", "pymysql")])
+def test_the_functions_engine_is_loaded_in_the_init_phase(engine: str, driver: str) -> None:
+    # GIVEN Lambda's environment naming the function's engine (the template's Engine)
+    # WHEN the handler module is imported
+    result = run(**LAMBDA, ROTATION_ENGINE=engine)
+
+    # THEN that engine's driver is loaded already (the first step does not pay for it), and
+    # only that one
+    assert result["built"] is True
+    assert result["drivers"] == [driver]
+
+
+def test_an_engine_hint_that_cannot_load_does_not_stop_the_function() -> None:
+    # GIVEN a hint naming an engine nobody provides / WHEN imported and invoked
+    result = run(**LAMBDA, ROTATION_ENGINE="oracle")
+
+    # THEN the import went through, and the invocation built the app and went on to call
+    # Secrets Manager (unreachable here: a timeout error), as it would for any secret: the hint
+    # only warms a cache
+    assert result["built"] is False
+    assert result["error"] == "RotationTimeoutError"
+

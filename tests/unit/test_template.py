@@ -80,6 +80,7 @@ CONTRACT_ENV = {
     # the framework's own settings (rotation/config.py), beyond AWS's names
     "ROTATION_DB_CONNECT_TIMEOUT",
     "ROTATION_MYSQL_DUAL_PASSWORD",
+    "ROTATION_ENGINE",
 }
 SECRET_KEYS = {
     "engine",

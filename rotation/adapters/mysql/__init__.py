@@ -426,6 +426,11 @@ class MySQLAdapter:
     def __repr__(self) -> str:
         return f"<MySQLAdapter ca_bundle={self.options.ca_bundle!r}>"
 
+    def prepare(self) -> None:
+        """Lambda's init phase: build the verify-full TLS context (loading a CA bundle of a few
+        hundred certificates takes tens of milliseconds) before the first step needs it."""
+        self.ssl_context("verify-full")
+
     def ssl_context(self, sslmode: SslMode) -> ssl.SSLContext | None:
         """The (cached) SSLContext for ``sslmode``; None for ``disable``."""
         if sslmode not in self._contexts:
