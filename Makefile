@@ -1,22 +1,35 @@
 # Entry points. `make demo` and `make test` work on a fresh machine: they create .venv, install the
-# Python packages and, where missing, the PostgreSQL and MariaDB server packages.
+# Python packages and, where missing, the PostgreSQL and MariaDB server packages. The virtualenv
+# has two stamps: `demo` installs only what the demo runs (the `local` extra: drivers, moto,
+# trustme), `test` and the other targets the whole toolchain (the `test` extra, which holds the
+# `local` extra too, so `make test` also satisfies `make demo`).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.installed-local
+STAMP := $(VENV)/.installed-test
 
-.PHONY: setup demo test lint typecheck bench clean security-scan
+.PHONY: setup setup-demo demo test lint typecheck bench clean security-scan
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(LOCAL_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $(LOCAL_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(LOCAL_STAMP)
 
 setup: $(STAMP)
 	bash scripts/install-db-servers.sh
 
-demo: setup
+setup-demo: $(LOCAL_STAMP)
+	bash scripts/install-db-servers.sh
+
+demo: setup-demo
 	$(BIN)/rotation demo
 
 lint: $(STAMP)
@@ -60,26 +73,41 @@ REQUIRE_LAYER_MK = @test -f "$(LAYER_MK)" || { echo >&2 "$(LAYER_MK) is missing"
 
 DIST ?= dist
 SAM ?= sam
-# 1: the function package carries the boto3/botocore pinned in pyproject.toml, so it runs with the
-# SDK it was tested with (PutSecretValue's RotationToken is recent, early 2025; the runtime's
-# bundled SDK is updated on AWS's schedule, not ours). 0: rely on the runtime's boto3 (~17 MB
-# smaller zip).
+# 1: the function package carries the boto3/botocore locked in layers/function/requirements.txt,
+# so it runs with the SDK it was tested with (PutSecretValue's RotationToken is recent, early
+# 2025; the runtime's bundled SDK is updated on AWS's schedule, not ours). 0: rely on the
+# runtime's boto3 (~17 MB smaller zip); the lock's other packages (Powertools and what it needs)
+# are still installed.
 BUNDLE_BOTO3 ?= 1
-# The function's third-party packages: [project] dependencies of pyproject.toml, the one list.
-FUNCTION_REQUIREMENTS_PY = import sys, tomllib; deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]; print("\n".join(d for d in deps if sys.argv[2] == "1" or not d.lower().startswith("boto3")))
+# The function's third-party packages: pyproject.toml's [project] dependencies and everything
+# they need, hash-locked for the Lambda target. `make lock-function` regenerates the lock after a
+# change to those dependencies; the build refuses a lock whose top-level pins differ from them.
+FUNCTION_LOCK := $(ROOT)/layers/function/requirements.txt
+FUNCTION_LOCK_PY := $(ROOT)/layers/function/lock.py
 
 .PHONY: build-RotationFunction build-PostgresLayer build-MysqlLayer build-RdsCaLayer package \
-	package-rds-ca lint-template sam-build
+	package-rds-ca lint-template sam-build lock-function
 
-# rotation/ keeps its package path inside the zip (handler rotation.handler.lambda_handler).
+# The runtime only: rotation/ without rotation/tools (the laptop tooling: CLI, doctor, demo,
+# local service, sandbox; the runtime never imports it) and without caches. rotation/ keeps its
+# package path inside the zip (handler rotation.handler.lambda_handler). Then the locked
+# dependencies, exactly: --require-hashes --no-deps.
 build-RotationFunction:
 	$(REQUIRE_LAYER_MK)
 	mkdir -p "$(LAMBDA_ARTIFACTS_DIR)"
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/rotation"
-	tar -C "$(ROOT)" -cf - --exclude=__pycache__ --exclude='*.py[co]' rotation | tar -C "$(LAMBDA_ARTIFACTS_DIR)" -xf -
-	req="$$(mktemp)" && $(BUILD_PYTHON) -c '$(FUNCTION_REQUIREMENTS_PY)' "$(ROOT)/pyproject.toml" "$(BUNDLE_BOTO3)" > "$$req" \
-		&& $(LAMBDA_PIP_INSTALL) --target "$(LAMBDA_ARTIFACTS_DIR)" -r "$$req"; rc=$$?; rm -f "$$req"; exit $$rc
+	tar -C "$(ROOT)" -cf - --exclude=rotation/tools --exclude=__pycache__ --exclude='*.py[co]' rotation \
+		| tar -C "$(LAMBDA_ARTIFACTS_DIR)" -xf -
+	req="$$(mktemp)" && $(BUILD_PYTHON) "$(FUNCTION_LOCK_PY)" select --pyproject "$(ROOT)/pyproject.toml" \
+		--bundle-boto3 "$(BUNDLE_BOTO3)" "$(FUNCTION_LOCK)" > "$$req" \
+		&& $(LAMBDA_PIP_INSTALL) --require-hashes --no-deps --target "$(LAMBDA_ARTIFACTS_DIR)" -r "$$req"; \
+		rc=$$?; rm -f "$$req"; exit $$rc
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/bin"
+
+# Re-resolve and re-hash layers/function/requirements.txt (needs the package index; the file's
+# header says how). Uses the test virtualenv's pip and `packaging`.
+lock-function: $(STAMP)
+	$(BIN)/python "$(FUNCTION_LOCK_PY)" generate --pyproject "$(ROOT)/pyproject.toml" --output "$(FUNCTION_LOCK)"
 
 build-PostgresLayer:
 	$(REQUIRE_LAYER_MK)

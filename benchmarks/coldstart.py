@@ -191,7 +191,7 @@ def rss_table(harness: Harness | None, engines: list[str],
         table.notes.append("no database server: the rotation probes did not run")
         table.data = data
         return table
-    from rotation.local import new_rotation_token
+    from rotation.tools.local import new_rotation_token
 
     with SecretsManagerEndpoint(harness.sm) as endpoint:
         for engine in engines:

@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rotation import handler
-from rotation.local import ApiCallCounter, LocalLambdaContext, LocalRotationService, RotationReport
-from rotation.sandbox import ServerHandle
+from rotation.tools.local import (
+    ApiCallCounter,
+    LocalLambdaContext,
+    LocalRotationService,
+    RotationReport,
+)
+from rotation.tools.sandbox import ServerHandle
 
 Mode = Literal["warm", "cold", "shared"]
 ENGINES: tuple[str, ...] = ("postgres", "mariadb")

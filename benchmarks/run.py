@@ -1,13 +1,21 @@
 """`make bench`: what a rotation costs, on the local stack. Prints one table per section and
 writes them to a dated Markdown file, with a JSON file of the same figures beside it.
 
-    python -m benchmarks.run [--quick] [--output benchmarks/results-YYYY-MM-DD.md]
+    python -m benchmarks.run [--quick] [--aws-samples DIR] [--output benchmarks/results-DATE.md]
 
 Sections: 1. Secrets Manager calls and 2. database logins per rotation (engine x strategy, warm and
 cold), 3. latency per step, 4. cold start (imports, peak RSS), 5. package sizes, 6. throughput of
-one container rotating many secrets. Secrets Manager is moto in-process; PostgreSQL and MariaDB are
-throwaway TLS servers from ``rotation.sandbox``. A MISS is reported, never raised: the exit code is
-0 unless the benchmark itself could not run.
+one container rotating many secrets, 7. one rotation in a new container (production's case) and
+8. in a whole new process, each beside AWS's sample single-user function when --aws-samples is
+given. Secrets Manager is moto in-process; PostgreSQL and MariaDB are throwaway TLS servers from
+``rotation.tools.sandbox``. A MISS is reported, never raised: the exit code is 0 unless the
+benchmark itself could not run.
+
+AWS's samples are not part of this repository: pass your own checkout of
+github.com/aws-samples/aws-secrets-manager-rotation-lambdas (--aws-samples DIR, or env
+AWS_SAMPLES_DIR). Its PostgreSQL sample needs PyGreSQL, which this project does not install:
+`.venv/bin/pip install PyGreSQL` (it compiles against libpq: Debian `libpq-dev`, Amazon Linux
+`libpq-devel`). Without it, the MariaDB sample still runs (PyMySQL).
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import coldstart, package, rotations, throughput
+from benchmarks import coldstart, newcontainer, package, rotations, throughput
+from benchmarks import samples as aws_samples
 from benchmarks.harness import ENGINES, STRATEGIES, Harness, quiet_logs
 from benchmarks.tables import Table, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("rotations", "coldstart", "package", "throughput")
+SECTIONS = ("rotations", "coldstart", "package", "throughput", "newcontainer")
 
 
 def _log(message: str) -> None:
@@ -44,8 +53,8 @@ def _servers(engines: list[str]) -> Iterator[tuple[Harness | None, dict[str, str
     """Throwaway servers and the moto stack; an engine that cannot start is reported, not
     raised."""
     from rotation import handler
-    from rotation.local import local_stack
-    from rotation.sandbox import Sandbox, SandboxError
+    from rotation.tools.local import local_stack
+    from rotation.tools.sandbox import Sandbox, SandboxError
 
     unavailable: dict[str, str] = {}
     with Sandbox() as sandbox, local_stack() as sm, quiet_logs():
@@ -109,8 +118,18 @@ def _environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "packages": {name: version(name) for name in (
-            "boto3", "aws-lambda-powertools", "psycopg", "psycopg-binary", "PyMySQL", "moto")},
+            "boto3", "aws-lambda-powertools", "psycopg", "psycopg-binary", "PyMySQL", "moto",
+            "PyGreSQL")},
+        "load_average": _load(),
     }
+
+
+def _load() -> str:
+    """The machine's 1/5/15-minute load averages: these timings share the machine."""
+    try:
+        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def _summary(tables: dict[str, Table]) -> Table:
@@ -175,6 +194,38 @@ def _summary(tables: dict[str, Table]) -> Table:
                     "same as first quarter", verdict(flow.data["flat"]))
     elif flow is not None:
         summary.add("6", "throughput", "not run", "—", "MISS")
+    first = tables.get("newcontainer")
+    if first is not None and isinstance(first.data, dict):
+        for engine, entry in first.data.get("engines", {}).items():
+            figure = "ours / AWS sample, new container, init + steps (median)"
+            if "ratio" in entry:
+                ours = entry["ours"]["init_plus_steps_ms"]["median"]
+                theirs = entry["sample"]["init_plus_steps_ms"]["median"]
+                summary.add("7", f"{figure}, {engine}",
+                            f"{entry['ratio']:.2f} ({ours:.1f} / {theirs:.1f} ms)",
+                            f"≤ {newcontainer.RATIO_TARGET}", verdict(bool(entry.get("pass"))))
+            elif "reference_ms" in entry and "ours" in entry:
+                ours = entry["ours"]["init_plus_steps_ms"]["median"]
+                ref = entry["reference_ms"]
+                summary.add("7", f"{figure}, {engine}",
+                            f"sample not run; {ours:.1f} ms vs reference {ref['low']:.0f} to "
+                            f"{ref['high']:.0f} ms", f"≤ {newcontainer.RATIO_TARGET}",
+                            "not measured")
+            else:
+                summary.add("7", f"{figure}, {engine}", "not run",
+                            f"≤ {newcontainer.RATIO_TARGET}", "MISS")
+    cold = tables.get("coldprocess")
+    if cold is not None and isinstance(cold.data, dict):
+        for engine, entry in cold.data.get("engines", {}).items():
+            ours = entry.get("ours", {}).get("to_end_of_finish_ms")
+            theirs = entry.get("sample", {}).get("to_end_of_finish_ms")
+            if ours is None:
+                continue
+            measured = f"{ours['median']:.0f} ms" + (
+                f" vs {theirs['median']:.0f} ms (ratio {entry['ratio']:.2f})" if theirs
+                else " (sample not run)")
+            summary.add("8", f"full cold process, spawn to end of finishSecret (median), "
+                        f"ours vs AWS sample, {engine}", measured, "— (reported)", "—")
     return summary
 
 
@@ -200,6 +251,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="fresh processes per import measurement (default 21; quick 5)")
     parser.add_argument("--scale", type=int, default=None,
                         help="secrets in the throughput run (default 200; quick 40)")
+    parser.add_argument("--aws-samples", metavar="DIR", default=None,
+                        help="your checkout of github.com/aws-samples/aws-secrets-manager-"
+                             "rotation-lambdas, to run its single-user MariaDB and PostgreSQL "
+                             "functions beside this one in sections 7-8 (default: env "
+                             f"{aws_samples.ENV_VAR}; none: the samples are not run and the "
+                             "issue's reference figures are shown, labelled as such). Its "
+                             "PostgreSQL sample needs PyGreSQL: `.venv/bin/pip install PyGreSQL` "
+                             "(compiles against libpq: Debian libpq-dev); this project does "
+                             "not install it")
+    parser.add_argument("--container-rotations", type=int, default=None,
+                        help="section 7: rotations per engine and function in a new container "
+                             "(default 20; quick 5)")
+    parser.add_argument("--cold-processes", type=int, default=None,
+                        help="section 8: fresh processes per engine and function (default 7; "
+                             "quick 3)")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="comma-separated engines (default: postgres,mariadb)")
     parser.add_argument("--only", default=",".join(SECTIONS),
@@ -208,10 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     rotations_n = args.rotations or (5 if args.quick else 40)
     samples = args.samples or (5 if args.quick else 21)
     scale = args.scale or (40 if args.quick else 200)
+    container_n = args.container_rotations or (5 if args.quick else 20)
+    processes = args.cold_processes or (3 if args.quick else 7)
     engines = [e for e in args.engines.split(",") if e]
     if not engines or set(engines) - set(ENGINES):
         parser.error(f"--engines: choose from {', '.join(ENGINES)}")
     only = {s for s in args.only.split(",") if s}
+    samples_dir = aws_samples.samples_dir(args.aws_samples)
+    sources, sample_errors = (aws_samples.find_sources(samples_dir, engines) if samples_dir
+                              else ({}, {}))
     output: Path = (args.output or _default_output(args.quick)).resolve()
 
     started = time.monotonic()
@@ -222,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         tables[table.key] = table
         print(table.markdown(), flush=True)
 
-    if only & {"rotations", "coldstart"}:
+    if only & {"rotations", "coldstart", "newcontainer"}:
         with _servers(engines) as (harness, unavailable, servers):
             environment["servers"] = _server_versions(servers)
             if "rotations" in only:
@@ -238,6 +309,19 @@ def main(argv: list[str] | None = None) -> int:
                 _log("section 4b: peak RSS of a fresh process doing one rotation")
                 show(coldstart.rss_table(harness, [e for e in engines if e not in unavailable],
                                          unavailable))
+            if "newcontainer" in only:
+                with_samples = (f"beside AWS's samples from {samples_dir}" if samples_dir
+                                else "(AWS's samples not run: no --aws-samples)")
+                _log(f"section 7: {container_n} rotations per engine in a new container "
+                     f"{with_samples}")
+                for engine, problem in sample_errors.items():
+                    _log(f"{engine} sample: {problem}")
+                first = newcontainer.run_new_container(harness, engines, container_n, sources,
+                                                       sample_errors, unavailable)
+                show(newcontainer.new_container_table(first, samples_dir))
+                _log(f"section 8: {processes} fresh processes per engine and function")
+                show(newcontainer.cold_process_table(harness, engines, processes, sources,
+                                                     sample_errors, unavailable))
     if "coldstart" in only:
         _log(f"section 4a: import cost, {samples} fresh processes per variant")
         show(coldstart.import_table(samples))
@@ -255,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.run", *_options(
         sys.argv[1:] if argv is None else argv)])
     _write(output, tables, summary, environment, elapsed, command, args.quick,
-           {"rotations": rotations_n, "samples": samples, "scale": scale})
+           {"rotations": rotations_n, "samples": samples, "scale": scale,
+            "container_rotations": container_n, "cold_processes": processes},
+           samples_dir)
     print(f"Bench finished in {elapsed:.0f} s; wrote {_rel(output)} and "
           f"{_rel(output.with_suffix('.json'))}", flush=True)
     return 0
@@ -275,7 +361,8 @@ def _options(argv: list[str]) -> list[str]:
     return kept
 
 
-_ORDER = ("calls", "logins", "latency", "imports", "rss", "package", "throughput")
+_ORDER = ("calls", "logins", "latency", "imports", "rss", "package", "throughput",
+          "newcontainer", "coldprocess")
 
 
 def _order(key: str) -> int:
@@ -290,7 +377,8 @@ def _rel(path: Path) -> str:
 
 
 def _write(output: Path, tables: dict[str, Table], summary: Table, environment: dict[str, Any],
-           elapsed: float, command: str, quick: bool, sizes: dict[str, int]) -> None:
+           elapsed: float, command: str, quick: bool, sizes: dict[str, int],
+           samples_dir: Path | None) -> None:
     today = dt.date.today().isoformat()
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
     servers = ", ".join(f"{k} {v}" for k, v in environment.get("servers", {}).items())
@@ -300,13 +388,19 @@ def _write(output: Path, tables: dict[str, Table], summary: Table, environment: 
         f"- Command: `{command}` (`make bench` runs it without `--quick`)",
         f"- Samples: {sizes['rotations']} timed rotations per engine x strategy x mode, "
         f"{sizes['samples']} processes per import figure, {sizes['scale']} secrets for "
-        "throughput",
+        f"throughput, {sizes['container_rotations']} new-container rotations per engine and "
+        f"function, {sizes['cold_processes']} fresh processes per engine and function",
         f"- Commit: {environment['commit']}",
         f"- Machine: {environment['platform']}, {environment['cpus']} CPUs, "
         f"Python {environment['python']}",
         f"- Packages: {packages}",
         *([f"- Servers (throwaway, TLS): {servers}"] if servers else []),
-        "- Secrets Manager: moto in-process (`rotation.local.local_stack`)",
+        "- Secrets Manager: moto in-process (`rotation.tools.local.local_stack`)",
+        "- AWS's sample functions (sections 7-8): "
+        + (f"from `{samples_dir}` (the user's checkout; not part of this repository)"
+           if samples_dir else "not run (no `--aws-samples DIR`); reference figures only"),
+        f"- Load average (1 / 5 / 15 min) at start: {environment['load_average']}, at end: "
+        f"{_load()} (the machine is shared: {environment['cpus']} CPUs)",
         f"- Run time: {elapsed:.0f} s",
         "",
     ]

@@ -27,8 +27,8 @@ LOGINS_TARGET = 2
 
 def measure(count: int) -> dict[str, Any]:
     from benchmarks.harness import Harness, quiet_logs
-    from rotation.local import local_stack
-    from rotation.sandbox import Sandbox
+    from rotation.tools.local import local_stack
+    from rotation.tools.sandbox import Sandbox
 
     with Sandbox() as sandbox, local_stack() as sm, quiet_logs():
         server = sandbox.postgres()

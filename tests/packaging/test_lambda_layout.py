@@ -6,7 +6,9 @@ hash in place of the pin): the same build step that ships AWS's RDS bundle.
 
 The virtualenv gets only the local service's own needs (moto, trustme): the function's code and
 dependencies come from the zips, which sit first on sys.path exactly as /var/task and /opt/python
-do in Lambda."""
+do in Lambda. The function zip holds no rotation/tools, so the local service (the stand-in for
+Secrets Manager) is loaded from the checkout as ``rotation.tools`` alone; every other
+``rotation`` module must come from the zip."""
 
 from __future__ import annotations
 
@@ -29,10 +31,17 @@ TARGET_PY = "3.12"
 ARCH = "x86_64"
 
 DRIVER = r"""
-import json, os, sys
-from rotation.local import local_stack, LocalRotationService
-from rotation import handler
+import importlib.util, json, os, sys
 info = json.loads(os.environ["ROTATION_TEST_TARGET"])
+import rotation  # from the zip
+spec = importlib.util.spec_from_file_location(
+    "rotation.tools", os.path.join(info["tools"], "__init__.py"),
+    submodule_search_locations=[info["tools"]])
+tools = importlib.util.module_from_spec(spec)
+sys.modules["rotation.tools"] = tools
+spec.loader.exec_module(tools)
+from rotation.tools.local import local_stack, LocalRotationService
+from rotation import handler
 class Ctx:
     def get_remaining_time_in_millis(self): return 30000
 with local_stack() as sm:
@@ -45,10 +54,15 @@ print(json.dumps({
     "errors": [s.error for s in report.steps if s.error],
     "labels": sorted(sum(report.labels_after.values(), [])),
     "handler_from": handler.__file__,
+    "rotation_from": {m: getattr(mod, "__file__", None) for m, mod in sys.modules.items()
+                      if m == "rotation" or m.startswith("rotation.")},
     "driver_from": {m: getattr(sys.modules.get(m), "__file__", None)
                     for m in ("psycopg", "pymysql")},
 }))
 """
+
+
+ADAPTER = {"psycopg": "postgres", "pymysql": "mysql"}  # driver -> rotation.adapters module
 
 
 def _python(version: str) -> str:
@@ -109,7 +123,8 @@ def _rotate(lambda_env: dict[str, Path], layer: str, server: Any, engine: str,
            "PYTHONPATH": f"{lambda_env['task']}{os.pathsep}{lambda_env[layer]}",
            "ROTATION_CA_BUNDLE": str(lambda_env["ca_bundle"]), "AWS_DEFAULT_REGION": "us-east-1",
            "POWERTOOLS_METRICS_DISABLED": "true",
-           "ROTATION_TEST_TARGET": json.dumps({"secret": secret})}
+           "ROTATION_TEST_TARGET": json.dumps({"secret": secret,
+                                               "tools": str(ROOT / "rotation" / "tools")})}
     try:
         # cwd outside the checkout: `python -c` puts the cwd first on sys.path
         proc = subprocess.run([str(lambda_env["python"]), "-c", DRIVER], env=env,
@@ -138,4 +153,11 @@ def test_zip_and_layer_rotate_in_a_lambda_layout(
     assert result["succeeded"], result["errors"]
     assert result["labels"] == ["AWSCURRENT", "AWSPREVIOUS"]
     assert result["handler_from"].startswith(str(lambda_env["task"]))
+    # AND every runtime module came from the zip, the tooling (only) from the checkout
+    runtime = {m: f for m, f in result["rotation_from"].items()
+               if m != "rotation.tools" and not m.startswith("rotation.tools.")}
+    assert {"rotation.handler", "rotation.steps", f"rotation.adapters.{ADAPTER[driver]}"} \
+        <= set(runtime)
+    assert all(f.startswith(str(lambda_env["task"])) for f in runtime.values()), runtime
+    assert not (lambda_env["task"] / "rotation" / "tools").exists()
     assert result["driver_from"][driver].startswith(str(lambda_env[layer]))
