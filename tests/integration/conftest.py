@@ -60,3 +60,18 @@ def server_rigs(sm: Any, leak_scan: Any) -> Iterator[Any]:
     rigs = ServerRigs(sm, leak_scan)
     yield rigs
     rigs.drop_all()
+
+
+@pytest.fixture(params=["mariadb", "postgres"])
+def drig(request: Any, sm: Any, monkeypatch: pytest.MonkeyPatch, leak_scan: Any) -> Iterator[Any]:
+    """A doctor rig on each session server (the function's CA bundle is the server's)."""
+    from rotation.tools.local import LocalRotationService
+    from tests.integration.test_cli_local import SERVERS, DoctorRig
+
+    server = request.getfixturevalue(SERVERS[request.param])
+    monkeypatch.setenv("ROTATION_CA_BUNDLE", server.ca_file)
+    leak_scan.add(server.admin_password)
+    rig = DoctorRig(sm, server, LocalRotationService(sm), request.param, [])
+    yield rig
+    for user in rig.created:
+        server.drop_user(user)

@@ -214,18 +214,6 @@ class DoctorRig:
         return logs_in(credentials_from_dict(json.loads(raw), arn), self.server.ca_file)
 
 
-@pytest.fixture(params=sorted(SERVERS))
-def drig(request: Any, sm: Any, monkeypatch: pytest.MonkeyPatch,
-         leak_scan: LeakScan) -> Iterator[DoctorRig]:
-    server: ServerHandle = request.getfixturevalue(SERVERS[request.param])
-    monkeypatch.setenv("ROTATION_CA_BUNDLE", server.ca_file)
-    leak_scan.add(server.admin_password)
-    rig = DoctorRig(sm, server, LocalRotationService(sm), request.param, [])
-    yield rig
-    for user in rig.created:
-        server.drop_user(user)
-
-
 @pytest.fixture
 def pg_drig(pg_server: ServerHandle, sm: Any, monkeypatch: pytest.MonkeyPatch,
             leak_scan: LeakScan) -> Iterator[DoctorRig]:

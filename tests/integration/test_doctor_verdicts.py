@@ -87,19 +87,6 @@ def fake_service(reply: bytes | None) -> Iterator[int]:
             conn.close()
 
 
-@pytest.fixture(params=sorted(SERVERS))
-def vrig(request: Any, sm: Any, monkeypatch: pytest.MonkeyPatch,
-         leak_scan: LeakScan) -> Iterator[DoctorRig]:
-    """A doctor rig on each session server (the function's CA bundle is the server's)."""
-    server: ServerHandle = request.getfixturevalue(SERVERS[request.param])
-    monkeypatch.setenv("ROTATION_CA_BUNDLE", server.ca_file)
-    leak_scan.add(server.admin_password)
-    rig = DoctorRig(sm, server, LocalRotationService(sm), request.param, [])
-    yield rig
-    for user in rig.created:
-        server.drop_user(user)
-
-
 def run_cli(rig: DoctorRig, arn: str, ca_bundle: str, capsys: pytest.CaptureFixture[str],
             leak_scan: LeakScan, *extra: str) -> tuple[int, dict[str, Any]]:
     """`rotation doctor --json` as a user runs it; returns the exit code and the document."""
@@ -220,23 +207,23 @@ DB_PATH = ("db-network", "db-protocol", "db-tls", "db-login")
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_one_broken_setup_fails_one_check_with_its_cause(
-        case: str, vrig: DoctorRig, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        case: str, drig: DoctorRig, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         leak_scan: LeakScan) -> None:
     broken = BROKEN[case]
     with contextlib.ExitStack() as stack:
         # GIVEN a secret (and CA bundle) broken in one way
-        arn, ca_bundle = broken.build(vrig, tmp_path, stack)
+        arn, ca_bundle = broken.build(drig, tmp_path, stack)
 
         # WHEN `rotation doctor` runs
-        code, doc = run_cli(vrig, arn, ca_bundle, capsys, leak_scan)
+        code, doc = run_cli(drig, arn, ca_bundle, capsys, leak_scan)
 
     # THEN it exits non-zero, and exactly one check fails: the root cause, with its own fix
     checks = by_name(doc)
     assert code == 1, doc
     assert [c["name"] for c in doc["checks"] if c["status"] == "fail"] == [broken.root], doc
     root = checks[broken.root]
-    assert broken.detail.format(speaks=SPEAKS[vrig.engine], ca=ca_bundle) in root["detail"], root
-    assert DETAIL_EXTRA.get((case, vrig.engine), "") in root["detail"], root
+    assert broken.detail.format(speaks=SPEAKS[drig.engine], ca=ca_bundle) in root["detail"], root
+    assert DETAIL_EXTRA.get((case, drig.engine), "") in root["detail"], root
     assert broken.fix in root["fix"], root
     for wrong in broken.not_blamed:
         assert wrong not in root["detail"] + root["fix"], (wrong, root)
@@ -246,7 +233,7 @@ def test_one_broken_setup_fails_one_check_with_its_cause(
         assert checks[name]["status"] == "skip", checks[name]
         assert broken.root in checks[name]["detail"], checks[name]
     # AND the PostgreSQL storage check is not applicable without a login
-    if vrig.engine == "postgres":
+    if drig.engine == "postgres":
         for name in ("pg-stored-method", "pg-password-encryption"):
             assert checks[name]["status"] == "skip", checks[name]
             assert "no login" in checks[name]["detail"], checks[name]
@@ -309,16 +296,16 @@ def test_ssl_false_with_a_wrong_password_names_what_a_retry_over_tls_shows(
         assert "disabled by the secret" in report.check("db-tls").detail
 
 
-def test_fix_does_not_blame_the_password_when_tls_is_the_cause(vrig: DoctorRig) -> None:
+def test_fix_does_not_blame_the_password_when_tls_is_the_cause(drig: DoctorRig) -> None:
     # GIVEN a stuck rotation (after createSecret) of a secret that disables TLS on a TLS-only
     # server
-    arn = vrig.secret(ssl=False)
+    arn = drig.secret(ssl=False)
     token = str(uuid.uuid4())
-    vrig.service.rotate(arn, vrig.invoke, token=token, steps=("createSecret",))
-    before = vrig.service.labels(arn)
+    drig.service.rotate(arn, drig.invoke, token=token, steps=("createSecret",))
+    before = drig.service.labels(arn)
 
     # WHEN the doctor runs with --fix
-    report = vrig.doctor(arn, fix=True)
+    report = drig.doctor(arn, fix=True)
 
     # THEN the label stays, because AWSCURRENT could not be shown to work, for the TLS reason
     check = report.check("staging-labels")
@@ -326,16 +313,16 @@ def test_fix_does_not_blame_the_password_when_tls_is_the_cause(vrig: DoctorRig) 
     assert "cannot confirm that AWSCURRENT works" in check.detail
     assert "password was changed" not in check.detail
     assert "db-tls" in check.fix
-    assert vrig.service.labels(arn) == before
+    assert drig.service.labels(arn) == before
 
 
-def test_an_unreachable_database_does_not_fail_the_master_twice(vrig: DoctorRig) -> None:
+def test_an_unreachable_database_does_not_fail_the_master_twice(drig: DoctorRig) -> None:
     # GIVEN an alternating-users secret whose database port accepts and stays silent
     with fake_service(None) as port:
-        arn = vrig.secret(create_user=False, port=port, masterarn=vrig.master())
+        arn = drig.secret(create_user=False, port=port, masterarn=drig.master())
 
         # WHEN the doctor runs
-        report = vrig.doctor(arn)
+        report = drig.doctor(arn)
 
     # THEN the silent port is the one failure; the master's login is not tried against it
     assert [c.name for c in report.checks if c.status == "fail"] == ["db-protocol"]
