@@ -89,14 +89,15 @@ FUNCTION_LOCK_PY := $(ROOT)/layers/function/lock.py
 	package-rds-ca lint-template sam-build lock-function
 
 # The runtime only: rotation/ without rotation/tools (the laptop tooling: CLI, doctor, demo,
-# local service, sandbox; the runtime never imports it) and without caches. rotation/ keeps its
+# local service, sandbox; the runtime never imports it), without rotation/client.py (for the
+# applications that read the secret) and without caches. rotation/ keeps its
 # package path inside the zip (handler rotation.handler.lambda_handler). Then the locked
 # dependencies, exactly: --require-hashes --no-deps.
 build-RotationFunction:
 	$(REQUIRE_LAYER_MK)
 	mkdir -p "$(LAMBDA_ARTIFACTS_DIR)"
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/rotation"
-	tar -C "$(ROOT)" -cf - --exclude=rotation/tools --exclude=__pycache__ --exclude='*.py[co]' rotation \
+	tar -C "$(ROOT)" -cf - --exclude=rotation/tools --exclude=rotation/client.py --exclude=__pycache__ --exclude='*.py[co]' rotation \
 		| tar -C "$(LAMBDA_ARTIFACTS_DIR)" -xf -
 	req="$$(mktemp)" && $(BUILD_PYTHON) "$(FUNCTION_LOCK_PY)" select --pyproject "$(ROOT)/pyproject.toml" \
 		--bundle-boto3 "$(BUNDLE_BOTO3)" "$(FUNCTION_LOCK)" > "$$req" \

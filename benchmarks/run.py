@@ -35,13 +35,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import client as client_bench
 from benchmarks import coldstart, newcontainer, package, rotations, throughput
 from benchmarks import samples as aws_samples
 from benchmarks.harness import ENGINES, STRATEGIES, Harness, quiet_logs
 from benchmarks.tables import Table, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("rotations", "coldstart", "package", "throughput", "newcontainer")
+SECTIONS = ("rotations", "coldstart", "package", "throughput", "newcontainer", "client")
 
 
 def _log(message: str) -> None:
@@ -214,6 +215,15 @@ def _summary(tables: dict[str, Table]) -> Table:
             else:
                 summary.add("7", f"{figure}, {engine}", "not run",
                             f"≤ {newcontainer.RATIO_TARGET}", "MISS")
+    client = tables.get("client")
+    if client is not None and isinstance(client.data, list):
+        rates = [row for row in client.data if "overhead" in row]
+        if rates:
+            worst = max(rates, key=lambda row: float(row["overhead"]))
+            summary.add("9", "rotation.client overhead vs a plain driver connect (worst engine)",
+                        f"{float(worst['overhead']) * 100:+.1f}% ({worst['engine']})", "≤ 5%",
+                        verdict(all(float(r["overhead"]) <= client_bench.OVERHEAD_TARGET
+                                    for r in rates)))
     cold = tables.get("coldprocess")
     if cold is not None and isinstance(cold.data, dict):
         for engine, entry in cold.data.get("engines", {}).items():
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         tables[table.key] = table
         print(table.markdown(), flush=True)
 
-    if only & {"rotations", "coldstart", "newcontainer"}:
+    if only & {"rotations", "coldstart", "newcontainer", "client"}:
         with _servers(engines) as (harness, unavailable, servers):
             environment["servers"] = _server_versions(servers)
             if "rotations" in only:
@@ -322,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"section 8: {processes} fresh processes per engine and function")
                 show(newcontainer.cold_process_table(harness, engines, processes, sources,
                                                      sample_errors, unavailable))
+            if "client" in only:
+                _log("section 9: connections per second through rotation.client")
+                show(client_bench.client_table(harness, engines, unavailable,
+                                               rounds=4 if args.quick else 10,
+                                               per_round=15 if args.quick else 30))
     if "coldstart" in only:
         _log(f"section 4a: import cost, {samples} fresh processes per variant")
         show(coldstart.import_table(samples))
@@ -362,7 +377,7 @@ def _options(argv: list[str]) -> list[str]:
 
 
 _ORDER = ("calls", "logins", "latency", "imports", "rss", "package", "throughput",
-          "newcontainer", "coldprocess")
+          "newcontainer", "coldprocess", "client")
 
 
 def _order(key: str) -> int:

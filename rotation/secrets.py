@@ -221,11 +221,15 @@ def _register_secret_values(value: str) -> None:
     """Register the password (and any other sensitive field) of a secret value for redaction."""
     import json
 
-    _redact.register(value)
     try:
         data = json.loads(value)
     except (ValueError, RecursionError):
+        _redact.register(value)  # not JSON: the whole value may be a bare password
         return
+    if isinstance(data, (dict, str)):
+        # A JSON scalar such as `null` or `123` is no secret, and masking it would mask every
+        # `null` the process prints afterwards.
+        _redact.register(value)
     if isinstance(data, dict):
         _redact.register(*(str(v) for k, v in data.items()
                            if isinstance(v, str) and "password" in k.lower()))

@@ -109,10 +109,11 @@ def distributions(names: list[str], prefix: str = "") -> dict[str, str]:
 
 
 def runtime_files() -> set[str]:
-    """rotation/ as the function zip must hold it: no tools, no caches."""
+    """rotation/ as the function zip must hold it: no tools, no application client, no
+    caches."""
     return {p.relative_to(ROOT).as_posix() for p in RUNTIME.rglob("*")
-            if p.is_file() and TOOLS not in p.parents and "__pycache__" not in p.parts
-            and p.suffix not in (".pyc", ".pyo")}
+            if p.is_file() and TOOLS not in p.parents and p != RUNTIME / "client.py"
+            and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")}
 
 
 def size_table(zf: zipfile.ZipFile, owner: dict[str, str]) -> str:
@@ -219,6 +220,7 @@ def test_function_zip_holds_the_runtime_and_the_locked_packages_only(package: Pa
     # THEN rotation/ is the runtime exactly: no rotation/tools, no caches
     assert {n for n in names if n.startswith("rotation/")} == runtime_files()
     assert not [n for n in names if n.startswith("rotation/tools/")]
+    assert "rotation/client.py" not in names
     assert not [n for n in names if "__pycache__" in n.split("/") or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if {"tests", "test"} & set(n.split("/")[:-1])]
     # AND the rest is the locked packages, exactly: one dist-info each, every file in a RECORD
