@@ -79,6 +79,13 @@ class DatabaseSession(Protocol):
     def discard_old_password(self, username: str) -> None:
         """Drop a retained secondary password (MySQL dual passwords); a no-op where none exists."""
 
+    # Optional, for ROTATION_STRATEGY=dual-password (engines that hold two passwords per user):
+    # ``add_password(self, username: str, password: str, keep: str) -> None``. Afterwards exactly
+    # ``keep`` (the password in use) and ``password`` log in as ``username``; any other password
+    # (the one retained by the rotation before) is dropped. Idempotent: running it again after
+    # it succeeded, or after it failed half-way, changes nothing more and never invalidates
+    # ``keep``. Where the engine hashes passwords, only hashes computed here reach the server.
+
     def close(self) -> None: ...
 
     def __enter__(self) -> DatabaseSession: ...
@@ -108,6 +115,10 @@ class DatabaseAdapter(Protocol):
     def clone_username(self, username: str) -> str:
         """The alternate user's name: AWS's ``_clone`` suffix, shortened to the engine's limit."""
         ...
+
+    # Optional: ``supports_dual_password(self, engine: str) -> bool``: whether ``engine`` can hold
+    # two passwords per user (then its sessions have ``add_password``). Absent means no: the
+    # dual-password strategy refuses the secret at createSecret, before any write.
 
     # Optional: ``prepare(self) -> None``, called in Lambda's init phase for the function's
     # engine (ROTATION_ENGINE), builds what every login needs (a TLS context) ahead of the
