@@ -334,6 +334,32 @@ def test_a_master_refuses_to_set_the_password_of_an_rds_iam_role(
     assert pg_can_login(pg_server, iam_user.username, iam_user.password)
 
 
+@pytest.mark.parametrize("password", ["Plain ASCII-pw~!{}", "x" * 128, "pässwörd-ÜNICODE"])
+def test_the_scram_verifier_is_libpqs(pg_server: Any, pg_user: Callable[..., DbCredentials],
+                                      password: str, leak_scan: LeakScan) -> None:
+    # GIVEN libpq's verifier of a password (random salt), and ours on the same salt
+    import base64
+
+    from rotation.adapters.postgres import scram_verifier
+
+    leak_scan.add(password)
+    user = pg_user()
+    with _adapter(pg_server).connect(user) as session:
+        libpq = session._conn.pgconn.encrypt_password(
+            password.encode(), user.username.encode(), b"scram-sha-256").decode()
+        iterations, salt = libpq.split("$")[1].split(":")
+        ours = scram_verifier(password, int(iterations), base64.b64decode(salt))
+
+        # WHEN the session sets the password (its own verifier, or libpq's for non-ASCII)
+        session.set_password(user.username, password)
+    leak_scan.add(libpq)
+
+    # THEN ours equals libpq's for printable ASCII (None otherwise: libpq's SASLprep then
+    # applies), and the password logs in
+    assert ours == (libpq if password.isascii() else None)
+    assert pg_can_login(pg_server, user.username, password)
+
+
 # -- 4. refused logins: say the real cause --------------------------------------------------------
 
 def test_wrong_password_is_a_password_refusal(

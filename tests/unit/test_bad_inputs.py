@@ -396,6 +396,10 @@ class RecordingConnection:
             def encrypt_password(password: bytes, user: bytes, method: bytes) -> bytes:
                 return b"SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
 
+            @staticmethod
+            def parameter_status(name: bytes) -> bytes | None:
+                return None  # a server before PostgreSQL 16 reports no scram_iterations
+
         self.pgconn = PgConn()
 
     def cursor(self) -> RecordingCursor:
