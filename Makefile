@@ -85,7 +85,7 @@ BUNDLE_BOTO3 ?= 1
 FUNCTION_LOCK := $(ROOT)/layers/function/requirements.txt
 FUNCTION_LOCK_PY := $(ROOT)/layers/function/lock.py
 
-.PHONY: build-RotationFunction build-PostgresLayer build-MysqlLayer build-RdsCaLayer package \
+.PHONY: build-RotationFunction build-PostgresLayer build-MysqlLayer build-RedisLayer build-RdsCaLayer package \
 	package-rds-ca lint-template sam-build lock-function
 
 # The runtime only: rotation/ without rotation/tools (the laptop tooling: CLI, doctor, demo,
@@ -118,6 +118,10 @@ build-MysqlLayer:
 	$(REQUIRE_LAYER_MK)
 	$(MAKE) -f "$(ROOT)/layers/mysql/Makefile" build-MysqlLayer ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)" BUILD_PYTHON="$(BUILD_PYTHON)"
 
+build-RedisLayer:
+	$(REQUIRE_LAYER_MK)
+	$(MAKE) -f "$(ROOT)/layers/redis/Makefile" build-RedisLayer ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)" BUILD_PYTHON="$(BUILD_PYTHON)"
+
 # AWS's RDS CA bundle plus Mozilla's public roots (certifi), both hash-pinned, in one PEM
 # (layers/rds-ca/Makefile says how, and which variables replace the downloads: RDS_CA_BUNDLE_FILE,
 # RDS_CA_BUNDLE_SHA256, RDS_CA_BUNDLE_URL, RDS_CA_CERTIFI_WHEEL, RDS_CA_CERTIFI_REQUIREMENTS).
@@ -133,7 +137,7 @@ package-rds-ca:
 	$(BUILD_PYTHON) "$(ROOT)/scripts/build_zip.py" "$(DIST)/build/layer-rds-ca" "$(DIST)/layer-rds-ca.zip"
 
 # dist/function.zip, dist/layer-postgres-<arch>-<py>.zip, dist/layer-mysql-<arch>-<py>.zip,
-# dist/layer-rds-ca.zip. The CA layer goes first: without network it fails before the pip downloads.
+# dist/layer-redis-<arch>-<py>.zip, dist/layer-rds-ca.zip. The CA layer goes first: without network it fails before the pip downloads.
 package:
 	$(REQUIRE_LAYER_MK)
 	rm -rf "$(DIST)/build"
@@ -141,9 +145,11 @@ package:
 	$(MAKE) --no-print-directory build-RotationFunction ARTIFACTS_DIR="$(DIST)/build/function"
 	$(MAKE) --no-print-directory build-PostgresLayer ARTIFACTS_DIR="$(DIST)/build/layer-postgres"
 	$(MAKE) --no-print-directory build-MysqlLayer ARTIFACTS_DIR="$(DIST)/build/layer-mysql"
+	$(MAKE) --no-print-directory build-RedisLayer ARTIFACTS_DIR="$(DIST)/build/layer-redis"
 	$(BUILD_PYTHON) "$(ROOT)/scripts/build_zip.py" "$(DIST)/build/function" "$(DIST)/function.zip"
 	$(BUILD_PYTHON) "$(ROOT)/scripts/build_zip.py" "$(DIST)/build/layer-postgres" "$(DIST)/layer-postgres-$(ARCH)-$(LAMBDA_PY).zip"
 	$(BUILD_PYTHON) "$(ROOT)/scripts/build_zip.py" "$(DIST)/build/layer-mysql" "$(DIST)/layer-mysql-$(ARCH)-$(LAMBDA_PY).zip"
+	$(BUILD_PYTHON) "$(ROOT)/scripts/build_zip.py" "$(DIST)/build/layer-redis" "$(DIST)/layer-redis-$(ARCH)-$(LAMBDA_PY).zip"
 
 # cfn-lint on the template as is (it explores every condition branch), then on a copy per
 # Engine x RotationStrategy x VPC combination and the other checks in tests/unit/test_template.py.

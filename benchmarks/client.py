@@ -77,6 +77,10 @@ def client_table(harness: Harness | None, engines: list[str], unavailable: dict[
                    "Secrets Manager calls", "Target", "Result"])
     rows: list[dict[str, Any]] = []
     for engine in engines:
+        if engine == "redis":  # rotation.client hands out SQL connections only
+            table.add(engine, "—", "—", "not applicable", "—", "≤ 5%", "—")
+            rows.append({"engine": engine, "error": "rotation.client has no Redis connection"})
+            continue
         if harness is None or engine in unavailable:
             table.add(engine, "—", "—", "not run", "—", "≤ 5%", "MISS")
             rows.append({"engine": engine, "error": unavailable.get(engine, "no server")})

@@ -51,6 +51,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("framework+mysql", "… + `rotation.adapters.mysql` (PyMySQL)",
             f"{FRAMEWORK}, rotation.adapters.mysql"),
     Variant("pymysql", "`import pymysql` alone", "import pymysql"),
+    Variant("framework+redis", "… + `rotation.adapters.redis` (redis-py)",
+            f"{FRAMEWORK}, rotation.adapters.redis"),
+    Variant("redis", "`import redis` alone", "import redis"),
 )
 
 

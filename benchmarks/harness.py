@@ -35,7 +35,7 @@ from rotation.tools.local import (
 from rotation.tools.sandbox import ServerHandle
 
 Mode = Literal["warm", "cold", "shared"]
-ENGINES: tuple[str, ...] = ("postgres", "mariadb")
+ENGINES: tuple[str, ...] = ("postgres", "mariadb", "redis")
 STRATEGIES: tuple[str, ...] = ("single-user", "alternating-users")
 OPERATIONS: tuple[str, ...] = ("DescribeSecret", "GetSecretValue", "ListSecretVersionIds",
                                "PutSecretValue", "UpdateSecretVersionStage")

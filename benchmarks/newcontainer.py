@@ -319,6 +319,8 @@ def new_container_table(runs: list[EngineRun], samples_dir: Path | None) -> Tabl
             reason = run.errors.get("sample", NOT_RUN)
             table.add(run.engine, f"{SAMPLE}: " + (NOT_RUN if reason == NOT_RUN else "not run"),
                       0, "—", "—", "—", "—", "—", "—", "—", "—", "—")
+            if run.engine not in REFERENCE_MS:
+                continue  # no sample for this engine, and so no reference either
             low, high = REFERENCE_MS[run.engine]
             versus = (f"{ours_total / high:.2f} to {ours_total / low:.2f} vs reference"
                       if ours_total else "—")

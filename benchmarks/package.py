@@ -25,7 +25,8 @@ def artifacts(arch: str, py: str) -> dict[str, Path]:
     """What ``make package`` builds for ``ARCH``/``PY`` (layers/layer.mk's defaults)."""
     return {"function": DIST / "function.zip",
             "postgres layer": DIST / f"layer-postgres-{arch}-{py}.zip",
-            "mysql layer": DIST / f"layer-mysql-{arch}-{py}.zip"}
+            "mysql layer": DIST / f"layer-mysql-{arch}-{py}.zip",
+            "redis layer": DIST / f"layer-redis-{arch}-{py}.zip"}
 
 
 def _newest_input() -> tuple[float, str]:

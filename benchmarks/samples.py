@@ -77,6 +77,9 @@ def find_sources(directory: Path, engines: list[str]) -> tuple[dict[str, SampleS
     sources: dict[str, SampleSource] = {}
     errors: dict[str, str] = {}
     for engine in engines:
+        if engine not in SAMPLE_DIRS:
+            errors[engine] = "AWS publishes no single-user sample for this engine"
+            continue
         path = directory / SAMPLE_DIRS[engine] / SAMPLE_FILE
         try:
             text = path.read_text()

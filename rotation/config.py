@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from rotation.errors import ConfigError
 
-Strategy = Literal["single-user", "alternating-users"]
-STRATEGIES: tuple[Strategy, ...] = ("single-user", "alternating-users")
+Strategy = Literal["single-user", "alternating-users", "dual-password"]
+STRATEGIES: tuple[Strategy, ...] = ("single-user", "alternating-users", "dual-password")
 
 # AWS's samples exclude these by default: they break connection strings and shell quoting.
 DEFAULT_EXCLUDE_CHARACTERS = "/@\"'\\"
@@ -20,6 +20,7 @@ ENDPOINT = "SECRETS_MANAGER_ENDPOINT"
 STRATEGY = "ROTATION_STRATEGY"
 CA_BUNDLE = "ROTATION_CA_BUNDLE"
 CONNECT_TIMEOUT = "ROTATION_DB_CONNECT_TIMEOUT"
+#: deprecated alias: ``true`` means ROTATION_STRATEGY=dual-password (see :meth:`Settings.from_env`)
 DUAL_PASSWORD = "ROTATION_MYSQL_DUAL_PASSWORD"
 PASSWORD_LENGTH = "PASSWORD_LENGTH"
 EXCLUDE_CHARACTERS = "EXCLUDE_CHARACTERS"
@@ -52,16 +53,15 @@ class Settings:
     endpoint_url: str | None = None
     ca_bundle: str | None = None
     connect_timeout: float = 5.0
-    mysql_dual_password: bool = False
     password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    #: warnings about deprecated settings (no values in them); the app logs them once per
+    #: container, when it is built
+    deprecations: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        strategy = env.get(STRATEGY, "single-user").strip() or "single-user"
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"{STRATEGY} has the unknown value {strategy!r}",
-                              hint="set it to single-user or alternating-users")
+        strategy, deprecations = _strategy(env)
         ca_bundle = env.get(CA_BUNDLE, "").strip() or None
         if ca_bundle is not None and not os.path.isfile(ca_bundle):
             raise ConfigError(f"{CA_BUNDLE} names {ca_bundle!r}, which is not a readable file",
@@ -78,9 +78,38 @@ class Settings:
             endpoint_url=endpoint,
             ca_bundle=ca_bundle,
             connect_timeout=_number(env, CONNECT_TIMEOUT, 5.0, 0.5, 60.0),
-            mysql_dual_password=_flag(env, DUAL_PASSWORD, False),
             password_policy=_policy(env),
+            deprecations=deprecations,
         )
+
+
+def _strategy(env: Mapping[str, str]) -> tuple[Strategy, tuple[str, ...]]:
+    """ROTATION_STRATEGY, with the deprecated ROTATION_MYSQL_DUAL_PASSWORD folded in.
+
+    ``ROTATION_MYSQL_DUAL_PASSWORD=true`` used to switch single-user rotation to MySQL dual
+    passwords: it now means ``dual-password``, alone or beside ``single-user`` (what it was
+    combined with before) or ``dual-password``, with a deprecation warning. Beside
+    ``alternating-users`` it contradicts the strategy and is refused. ``false`` (the old
+    template's default) asks for nothing."""
+    raw = env.get(STRATEGY, "").strip()
+    named = raw or "single-user"
+    if named not in STRATEGIES:
+        raise ConfigError(f"{STRATEGY} has the unknown value {raw!r}",
+                          hint="set it to " + ", ".join(STRATEGIES[:-1]) + " or "
+                               + STRATEGIES[-1])
+    strategy: Strategy = next(s for s in STRATEGIES if s == named)
+    if not _flag(env, DUAL_PASSWORD, False):
+        return strategy, ()
+    if strategy == "alternating-users":
+        raise ConfigError(
+            f"{DUAL_PASSWORD}=true (a deprecated alias of {STRATEGY}=dual-password) contradicts "
+            f"{STRATEGY}=alternating-users",
+            hint=f"remove {DUAL_PASSWORD}, and keep {STRATEGY}=alternating-users or set it to "
+                 "dual-password")
+    return "dual-password", (
+        f"{DUAL_PASSWORD} is deprecated: {DUAL_PASSWORD}=true is read as {STRATEGY}="
+        f"dual-password; set {STRATEGY}=dual-password and remove {DUAL_PASSWORD} (template: "
+        "RotationStrategy=dual-password, MysqlDualPassword=false)",)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -23,8 +23,9 @@ ENGINE_FAMILIES: Mapping[str, str] = {
     "mysql": "mysql",
     "mariadb": "mysql",
     "aurora-mysql": "mysql",
+    "redis": "redis",
 }
-DEFAULT_PORTS: Mapping[str, int] = {"postgres": 5432, "mysql": 3306}
+DEFAULT_PORTS: Mapping[str, int] = {"postgres": 5432, "mysql": 3306, "redis": 6379}
 DEFAULT_DBNAMES: Mapping[str, str] = {"postgres": "postgres"}
 MAX_NAME_LENGTH = 256  # beyond any engine's limit; adapters apply their own, tighter one
 

@@ -28,7 +28,7 @@ from rotation.secrets import (
     SecretsManager,
     SecretState,
 )
-from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction, discard_retained_password
+from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -66,8 +66,9 @@ class Rotation:
         self.adapters = adapters or AdapterRegistry(AdapterOptions(
             ca_bundle=self.settings.ca_bundle,
             connect_timeout=self.settings.connect_timeout,
-            dual_password=self.settings.mysql_dual_password,
         ))
+        for warning in self.settings.deprecations:  # once per container: settings are read once
+            logger.warning(warning, extra={"cause": "configuration"})
         self._steps: dict[str, StepFunction] = dict(DEFAULT_STEPS)
         self._metrics: StepMetrics | None = None
 
@@ -110,9 +111,6 @@ class Rotation:
             ctx = StepContext(event, state, self.settings, self.secrets, adapters)
             if self._guard(event, state):
                 outcome = "already current"
-                if event.step == "finishSecret":
-                    # a retry after the label moved: finish what the first attempt left
-                    discard_retained_password(ctx)
             else:
                 self._steps[event.step](ctx)
                 outcome = ctx.outcome

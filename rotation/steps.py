@@ -15,6 +15,7 @@ from rotation.credentials import DbCredentials, credentials_from_dict, parse_sec
 from rotation.errors import (
     AwsError,
     ConcurrentUpdateError,
+    ConfigError,
     PasswordRefusedError,
     SecretFormatError,
     UnsupportedEngineError,
@@ -172,6 +173,9 @@ def create_secret(ctx: StepContext) -> None:
     adapter = ctx.adapter(current)  # an unsupported engine fails here, before any write
     if ctx.settings.strategy == "alternating-users":
         ctx.masterarn(current)  # a missing key fails here, before any write
+    elif ctx.settings.strategy == "dual-password":
+        # an engine with one password per user fails here, before any write
+        strategies.check_dual_password_support(adapter, current.engine, ctx.arn)
     strategies.check_username_length(current.username, adapter, ctx.arn,
                                      engine=current.engine, strategy=ctx.settings.strategy)
     username = strategies.pending_username(ctx.settings.strategy, current, adapter,
@@ -199,6 +203,8 @@ def set_secret(ctx: StepContext) -> None:
     strategies.check_pending_matches(ctx.settings.strategy, current, pending, adapter)
     if ctx.settings.strategy == "alternating-users":
         _set_alternating(ctx, adapter, current, pending)
+    elif ctx.settings.strategy == "dual-password":
+        _set_dual_password(ctx, adapter, current, pending)
     else:
         _set_single_user(ctx, adapter, current, pending)
 
@@ -258,6 +264,70 @@ def _set_alternating(ctx: StepContext, adapter: DatabaseAdapter, current: DbCred
                 extra={"username": pending.username})
 
 
+def _set_dual_password(ctx: StepContext, adapter: DatabaseAdapter, current: DbCredentials,
+                       pending: DbCredentials) -> None:
+    """Dual passwords: afterwards AWSPENDING's and AWSCURRENT's passwords both log in, and the
+    one the rotation before retained is dropped. ``add_password`` is idempotent and never drops
+    ``keep`` (AWSCURRENT's password), so a retry from any point keeps the password in use.
+
+    With ``masterarn`` in the secret the master user changes the user (MySQL accounts without
+    APPLICATION_PASSWORD_ADMIN); otherwise the user changes itself, logged in with AWSCURRENT
+    (one login, no deliberate failed one). Only when the server refuses AWSCURRENT's password
+    are AWSPENDING and AWSPREVIOUS tried (a completed setSecret leaves AWSCURRENT working, so
+    something else changed the password): whichever logs in adds the new password and makes
+    AWSCURRENT's work again."""
+    strategies.check_dual_password_support(adapter, current.engine, ctx.arn)
+    if current.masterarn:
+        master = ctx.master(current)
+        with ctx.connect(adapter, master) as session:
+            _add_password(session, adapter, pending, keep=current)
+        logger.info("setSecret: the new password was added beside the current one by the "
+                    "master user", extra={"username": pending.username})
+        return
+    try:
+        with ctx.connect(adapter, current) as session:
+            _add_password(session, adapter, pending, keep=current)
+        logger.info("setSecret: the new password was added beside the current one, logged in "
+                    "with AWSCURRENT")
+        return
+    except PasswordRefusedError:
+        logger.warning("setSecret: AWSCURRENT's password was refused; trying AWSPENDING, then "
+                       "AWSPREVIOUS")
+    fallbacks = [(PENDING, pending)]
+    previous_id = ctx.state.version_with(PREVIOUS)
+    if previous_id and previous_id != ctx.token:
+        previous = ctx.credentials(previous_id, PREVIOUS)
+        if previous.username == pending.username:
+            fallbacks.append((PREVIOUS, previous))
+    for label, credentials in fallbacks:
+        try:
+            with ctx.connect(adapter, credentials) as session:
+                _add_password(session, adapter, pending, keep=current)
+        except PasswordRefusedError:
+            continue
+        ctx.outcome = f"set via {label}"
+        logger.warning(f"setSecret: logged in with {label}; the new password was added and "
+                       "AWSCURRENT's works again")
+        return
+    raise PasswordRefusedError(
+        f"none of the AWSCURRENT, AWSPENDING or AWSPREVIOUS credentials of secret {ctx.arn} "
+        f"logs in as {current.username!r} on {current.host}:{current.port}",
+        hint="the database password was changed outside rotation: set it to the AWSCURRENT "
+             "value (or PutSecretValue the working one), then rotate again")
+
+
+def _add_password(session: DatabaseSession, adapter: DatabaseAdapter, pending: DbCredentials,
+                  *, keep: DbCredentials) -> None:
+    add = getattr(session, "add_password", None)
+    if not callable(add):
+        raise ConfigError(
+            f"{type(adapter).__name__} says it supports dual passwords, but its sessions have "
+            "no add_password method",
+            hint="fix the adapter (see docs/writing-an-adapter.md), or use ROTATION_STRATEGY="
+                 "single-user or alternating-users")
+    add(pending.username, pending.password, keep.password)
+
+
 def test_secret(ctx: StepContext) -> None:
     """Log in with the pending credential and run a query."""
     try:
@@ -274,7 +344,9 @@ def test_secret(ctx: StepContext) -> None:
 
 
 def finish_secret(ctx: StepContext) -> None:
-    """Move AWSCURRENT to the new version, compare-and-set against the version that held it."""
+    """Move AWSCURRENT to the new version, compare-and-set against the version that held it.
+    Only the label moves, whatever the strategy: with dual passwords the older password is
+    dropped by the next rotation's setSecret, so AWSPREVIOUS keeps logging in until then."""
     current_id = ctx.state.version_with(CURRENT)
     pending = _pending_with_value(ctx)
     source = ctx.secrets.sources.get((ctx.arn, ctx.token))
@@ -300,7 +372,6 @@ def finish_secret(ctx: StepContext) -> None:
             ctx.outcome = "done (confirmed after a lost response)"
             logger.info("finishSecret: AWSCURRENT is on the new version (an earlier attempt of "
                         "this call went through)")
-            discard_retained_password(ctx, pending)
             return
         raise ConcurrentUpdateError(
             f"AWSCURRENT of secret {ctx.arn} moved while finishSecret ran; not overwriting it",
@@ -308,7 +379,6 @@ def finish_secret(ctx: StepContext) -> None:
         ) from None
     logger.info("finishSecret: AWSCURRENT moved to the new version",
                 extra={"previous_version": (current_id or "")[:8]})
-    discard_retained_password(ctx, pending)
 
 
 def _pending_with_value(ctx: StepContext) -> DbCredentials:
@@ -354,23 +424,6 @@ def _check_source_cold(ctx: StepContext, current_id: str | None,
             "reset); not overwriting it",
             hint="Secrets Manager retries the rotation from the new AWSCURRENT; if it keeps "
                  "failing, check who writes the secret and run `rotation doctor`") from None
-
-
-def discard_retained_password(ctx: StepContext, pending: DbCredentials | None = None) -> None:
-    """MySQL dual passwords: drop the retained old password once AWSCURRENT is the new version.
-    Also run when finishSecret is retried after the label moved (the guard's "already
-    current"), so a failed discard is retried; never while another rotation is pending, whose
-    setSecret retained the password that is current now."""
-    if not ctx.settings.mysql_dual_password:
-        return
-    if any(PENDING in stages for version_id, stages in ctx.state.versions.items()
-           if version_id != ctx.token):
-        logger.info("finishSecret: another rotation is pending; the retained password stays")
-        return
-    credentials = pending or ctx.credentials(ctx.token, CURRENT)
-    with ctx.connect(ctx.adapter(credentials), credentials) as session:
-        session.discard_old_password(credentials.username)
-    logger.info("finishSecret: the retained old password was discarded")
 
 
 DEFAULT_STEPS: dict[str, StepFunction] = {

@@ -3,6 +3,10 @@
 * ``single-user``: one user; setSecret changes its password while logged in as that user.
 * ``alternating-users``: two users (``name`` and ``name_clone``); each rotation sets the password of
   the one not in use, logged in as the master user from ``masterarn`` (see issue 5).
+* ``dual-password``: one user with two valid passwords, on engines that hold two (MySQL 8.0.14+,
+  Redis ACL users): setSecret adds the new password beside the current one and drops the one
+  retained by the rotation before, so AWSCURRENT and AWSPREVIOUS both log in after finishSecret;
+  logged in as the user itself, or as the master user when the secret has ``masterarn``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rotation.errors import SecretFormatError
+from rotation.errors import ConfigError, SecretFormatError
 
 if TYPE_CHECKING:
     from rotation.adapters.base import DatabaseAdapter
@@ -18,6 +22,9 @@ if TYPE_CHECKING:
 
 
 PreviousUser = Callable[[], "str | None"]
+
+#: the strategies that rotate the secret's own user (no clone)
+SAME_USER_STRATEGIES = ("single-user", "dual-password")
 
 
 def _no_previous() -> str | None:
@@ -27,7 +34,7 @@ def _no_previous() -> str | None:
 def pending_username(strategy: str, current: DbCredentials, adapter: DatabaseAdapter,
                      previous: PreviousUser = _no_previous) -> str:
     """The user the new (pending) version holds."""
-    if strategy == "single-user":
+    if strategy in SAME_USER_STRATEGIES:
         return current.username
     base = base_username(current.username, adapter, previous)
     return base if current.username != base else adapter.clone_username(base)
@@ -130,7 +137,7 @@ def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCred
                 key=key, secret_arn=current.secret_arn,
                 hint="a rotation never moves a credential to another server; remove the "
                      "AWSPENDING label (rotation doctor --fix) and rotate again")
-    if strategy == "single-user":
+    if strategy in SAME_USER_STRATEGIES:
         paired = pending.username == current.username
     else:
         paired = pending.username in (adapter.clone_username(current.username),) or \
@@ -141,3 +148,25 @@ def check_pending_matches(strategy: str, current: DbCredentials, pending: DbCred
             f"secret {current.secret_arn}",
             key="username", secret_arn=current.secret_arn,
             hint="remove the AWSPENDING label (rotation doctor --fix) and rotate again")
+
+
+def supports_dual_password(adapter: DatabaseAdapter, engine: str) -> bool:
+    """Whether ``adapter`` holds two passwords per user for ``engine``: its optional
+    ``supports_dual_password(engine)``; an adapter without it does not."""
+    method = getattr(adapter, "supports_dual_password", None)
+    return callable(method) and bool(method(engine))
+
+
+def check_dual_password_support(adapter: DatabaseAdapter, engine: str, secret_arn: str) -> None:
+    """The dual-password strategy needs an engine that holds two passwords per user: refuse
+    any other, naming the alternatives (createSecret calls this before anything is written)."""
+    if supports_dual_password(adapter, engine):
+        return
+    raise ConfigError(
+        f"ROTATION_STRATEGY=dual-password needs an engine that keeps two passwords per user, "
+        f"but key `engine` of secret {secret_arn} is `{engine}`, which cannot "
+        f"({type(adapter).__name__} has no dual passwords for it)",
+        hint="rotate this secret with ROTATION_STRATEGY=single-user, or alternating-users (two "
+             "users; the secret then needs `masterarn`); dual passwords need MySQL 8.0.14+ "
+             "(`mysql`, `aurora-mysql`) or another engine whose adapter supports them, such as "
+             "`redis`")

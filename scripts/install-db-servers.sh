@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the PostgreSQL and MariaDB *server binaries* that rotation.tools.sandbox starts as throwaway
 # servers (tests, `rotation demo`, benchmarks), and PgBouncer, which the sandbox puts in front of
-# its PostgreSQL to test rotation through a pooler. Idempotent: installs only what is missing and
+# its PostgreSQL to test rotation through a pooler, and Redis (redis-server, for the ACL users of
+# engine `redis`). Idempotent: installs only what is missing and
 # exits 0 at once when all are present.
 #
 # It does NOT start or enable the distribution's own database services: the sandbox runs its own
@@ -51,6 +52,10 @@ have_pgbouncer() {
     find_one pgbouncer
 }
 
+have_redis() {
+    find_one redis-server
+}
+
 missing=()
 if have_postgres; then
     log "PostgreSQL server binaries found"
@@ -70,6 +75,12 @@ else
     log "PgBouncer binary (pgbouncer) missing"
     missing+=(pgbouncer)
 fi
+if have_redis; then
+    log "Redis server binary found"
+else
+    log "Redis server binary (redis-server) missing"
+    missing+=(redis-server)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
     log "nothing to install"
     exit 0
@@ -77,8 +88,8 @@ fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     log "no apt-get on this machine: install ${missing[*]} with your package manager"
-    log "(macOS: brew install postgresql@16 mariadb pgbouncer;" \
-        "Fedora: dnf install postgresql-server mariadb-server pgbouncer)"
+    log "(macOS: brew install postgresql@16 mariadb pgbouncer redis;" \
+        "Fedora: dnf install postgresql-server mariadb-server pgbouncer redis)"
     log "and do not start their services: the sandbox starts its own servers"
     exit 1
 fi
@@ -124,6 +135,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
             postgresql) unit=postgresql ;;
             mariadb-server) unit=mariadb ;;
             pgbouncer) unit=pgbouncer ;;
+            redis-server) unit=redis-server ;;
             *) continue ;;
         esac
         log "disabling (and stopping, if running) the $unit service we just installed"
@@ -131,8 +143,8 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     done
 fi
 
-if have_postgres && have_mariadb && have_pgbouncer; then
-    log "done: PostgreSQL and MariaDB server binaries and PgBouncer are installed"
+if have_postgres && have_mariadb && have_pgbouncer && have_redis; then
+    log "done: PostgreSQL and MariaDB server binaries, PgBouncer and Redis are installed"
 else
     log "the install finished but server binaries are still missing; see the output above"
     exit 1

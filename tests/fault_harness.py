@@ -16,8 +16,13 @@ Secrets Manager faults are raised from botocore event handlers on the function's
   a killed container) before it could act on the answer.
 
 Database faults are raised when an operation starts (``connect``, ``ping``, ``set_password``,
-``sync_clone``, ...); ``after_set_password`` / ``after_sync_clone`` come right after the
-password changed, so a ``crash`` there is "stopped abruptly after the database changed".
+``sync_clone``, ``add_password``, ...); ``after_set_password`` / ``after_sync_clone`` /
+``after_add_password`` come right after the password changed, so a ``crash`` there is "stopped
+abruptly after the database changed".
+
+With ``strategy == "dual-password"`` the invariants are stronger: AWSCURRENT logs in after every
+invocation (there is no window), after a finished rotation AWSPREVIOUS logs in too, and the
+password AWSPREVIOUS held before the rotation no longer does.
 """
 
 from __future__ import annotations
@@ -277,10 +282,18 @@ class Harness:
 
     def check_some_credential_works(self, arn: str, when: str, row: Row) -> None:
         self.checks += 1
+        if self.bench.strategy == "dual-password":
+            # no window with dual passwords: the credential in use logs in at every point
+            if not self.works(arn, CURRENT):
+                row.violations.append(f"{when}: dual passwords: AWSCURRENT does not log in")
+            return
         if not (self.works(arn, CURRENT) or self.works(arn, PENDING)):
             row.violations.append(f"{when}: neither AWSCURRENT nor AWSPENDING logs in")
 
-    def check_converged(self, arn: str, token: str, row: Row) -> None:
+    def check_converged(self, arn: str, token: str, row: Row,
+                        dropped: tuple[str, str] | None = None) -> None:
+        """``dropped``: with dual passwords, the AWSPREVIOUS credential from before the rotation,
+        which the rotation must have dropped (only the two newest log in)."""
         self.checks += 1
         labels = self.labels(arn)
         current = [v for v, s in labels.items() if CURRENT in s]
@@ -293,6 +306,13 @@ class Harness:
             row.violations.append("after the retry, AWSCURRENT does not log in")
         if self.bench.strategy == "alternating-users" and not self.works(arn, PREVIOUS):
             row.violations.append("alternating users: AWSPREVIOUS no longer logs in")
+        if self.bench.strategy == "dual-password":
+            if not self.works(arn, PREVIOUS):
+                row.violations.append("dual passwords: AWSPREVIOUS no longer logs in")
+            kept = {self.credential(arn, CURRENT), self.credential(arn, PREVIOUS)}
+            if dropped is not None and dropped not in kept and self.bench.logs_in(*dropped):
+                row.violations.append("dual passwords: the password retained by the rotation "
+                                      "before still logs in")
 
     # -- one row of the matrix ------------------------------------------------------------------
     def run(self, point: Point, kind: str, mode: str) -> Row:
@@ -302,6 +322,7 @@ class Harness:
         for _ in range(self.warmups):
             self.clean_rotation(arn)
         handler.reset()  # the rotation under test starts in a new container, as 30 days later
+        dropped = self.credential(arn, PREVIOUS)
         token, rotation_token = str(uuid.uuid4()), new_rotation_token()
         self.bench.service.stage_pending(arn, token)
 
@@ -326,7 +347,7 @@ class Harness:
         if failed is None:
             self.bench.service.unstage_pending(arn, token)
             row.outcome = "absorbed"
-            self.check_converged(arn, token, row)
+            self.check_converged(arn, token, row, dropped)
             return row
 
         first_step, error = failed
@@ -365,7 +386,7 @@ class Harness:
             row.outcome = " > ".join(outcome)
             return row
         row.outcome = "→".join(outcome)
-        self.check_converged(arn, token, row)
+        self.check_converged(arn, token, row, dropped)
         return row
 
 

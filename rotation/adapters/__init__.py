@@ -25,6 +25,7 @@ BUILTIN: Mapping[str, str] = {
     "mysql": "rotation.adapters.mysql:MySQLAdapter",
     "mariadb": "rotation.adapters.mysql:MySQLAdapter",
     "aurora-mysql": "rotation.adapters.mysql:MySQLAdapter",
+    "redis": "rotation.adapters.redis:RedisAdapter",
 }
 
 
@@ -55,8 +56,34 @@ def load_adapter_class(engine: str,
         raise AdapterLoadError(
             f"the adapter {target} for engine {engine!r} cannot be loaded: "
             f"{type(exc).__name__}: {exc}",
-            hint="deploy the driver layer for this engine (layers/) or pip install "
-                 "'rotation[postgres]' / 'rotation[mysql]'") from exc
+            hint=_load_hint(engine, target, exc)) from exc
+
+
+def _load_hint(engine: str, target: str, exc: ImportError | AttributeError) -> str:
+    """What to do about an adapter that cannot be loaded: a built-in engine lacks its driver
+    (layer); a plug-in's distribution, named, lacks its package or one of its imports."""
+    if BUILTIN.get(engine) == target:
+        return ("deploy the driver layer for this engine (layers/) or pip install "
+                "'rotation[postgres]' / 'rotation[mysql]' / 'rotation[redis]'")
+    module_name, _, class_name = target.partition(":")
+    declared = next((ep for ep in entry_points(group=ENTRY_POINT_GROUP)
+                     if ep.name == engine and ep.value == target), None)
+    dist = declared.dist if declared is not None else None
+    source = (f"the plug-in distribution {dist.name} {dist.version} declares it in entry-point "
+              f"group {ENTRY_POINT_GROUP}" if dist is not None
+              else "it is a plug-in adapter, not a built-in one")
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        return (f"{source}, but its module {module_name} cannot be imported: the plug-in's "
+                "package is not installed where the function runs (only its metadata is, or "
+                "the entry point names a path inside a source tree). Install the distribution "
+                "itself in the function package or a layer (AdditionalLayerArns)")
+    if missing:
+        return (f"{source}; its module {module_name} imports {missing}, which is not "
+                "installed where the function runs: ship it with the plug-in (function package "
+                "or a layer)")
+    return (f"{source}; its module {module_name} failed to import or has no attribute "
+            f"{class_name}: fix the plug-in, or its entry point's module:Class")
 
 
 class AdapterRegistry:

@@ -59,7 +59,6 @@ class AdapterOptions:
     ca_bundle: str | None = None  # PEM file; None means the system trust store
     connect_timeout: float = 5.0  # seconds, for the TCP connect and the TLS handshake
     statement_timeout: float = 10.0  # seconds, for each statement
-    dual_password: bool = False  # MySQL 8.0.14+: RETAIN CURRENT PASSWORD / DISCARD OLD PASSWORD
 
 
 @runtime_checkable
@@ -77,7 +76,8 @@ class DatabaseSession(Protocol):
         privileges (role memberships, grants) match ``source_username``'s now. Idempotent."""
 
     def discard_old_password(self, username: str) -> None:
-        """Drop a retained secondary password (MySQL dual passwords); a no-op where none exists."""
+        """Drop a retained secondary password (MySQL dual passwords); a no-op where none exists.
+        The default steps no longer call it: ``add_password`` drops the older password."""
 
     # Optional, for ROTATION_STRATEGY=dual-password (engines that hold two passwords per user):
     # ``add_password(self, username: str, password: str, keep: str) -> None``. Afterwards exactly

@@ -539,7 +539,7 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
 def _local_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("embedded stack (--local)")
     group.add_argument("--engine", choices=("postgres", "aurora-postgresql", "mysql", "mariadb",
-                                            "aurora-mysql"),
+                                            "aurora-mysql", "redis"),
                        help="database engine of the local secret (default: the sample's, else "
                             "postgres); MySQL engines run on a throwaway MariaDB")
     group.add_argument("--secret", metavar="SECRET.json",
@@ -552,9 +552,9 @@ def _local_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rotation",
-        description="Secrets Manager rotation for PostgreSQL and MySQL/MariaDB: replay a step, "
-                    "run or follow a rotation, check a secret's setup, or see it all work "
-                    "locally.")
+        description="Secrets Manager rotation for PostgreSQL, MySQL/MariaDB and Redis: replay a "
+                    "step, run or follow a rotation, check a secret's setup, or see it all "
+                    "work locally.")
     parser.add_argument("--version", action="version", version=f"rotation {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -626,12 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="rotate a throwaway database's password on the embedded stack",
-        description="Start moto and a throwaway PostgreSQL (or MariaDB), create a user and its "
-                    "secret, rotate it N times through lambda_handler in one warm container, "
-                    "and show per rotation: versions and labels, step timings, Secrets Manager "
-                    "calls, database logins, and proof that the old password stops working and "
-                    "the new one works. Everything started is stopped at the end, or on Ctrl-C.")
-    demo.add_argument("--engine", choices=("postgres", "mariadb"), default="postgres",
+        description="Start moto and a throwaway PostgreSQL (or MariaDB, or Redis), create a user "
+                    "and its secret, rotate it N times through lambda_handler in one warm "
+                    "container, and show per rotation: versions and labels, step timings, "
+                    "Secrets Manager calls, database logins, and proof that the old password "
+                    "stops working and the new one works. Everything started is stopped at the "
+                    "end, or on Ctrl-C.")
+    demo.add_argument("--engine", choices=("postgres", "mariadb", "redis"), default="postgres",
                       help="database engine (default postgres)")
     demo.add_argument("--rotations", type=_positive_int, default=3, metavar="N",
                       help="how many rotations (default 3)")

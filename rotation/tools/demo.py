@@ -43,15 +43,17 @@ from rotation.tools.local import (
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-ENGINES = ("postgres", "mariadb")
+ENGINES = ("postgres", "mariadb", "redis")
 #: the sandbox server that stands in for each engine (MySQL engines run on MariaDB locally)
-SANDBOX_SERVERS: Mapping[str, str] = {"postgres": "postgres", "mysql": "mariadb"}
+SANDBOX_SERVERS: Mapping[str, str] = {"postgres": "postgres", "mysql": "mariadb",
+                                      "redis": "redis"}
 SAMPLE_FILES: Mapping[str, str] = {
     "postgres": "secret-postgres.json",
     "aurora-postgresql": "secret-postgres.json",
     "mysql": "secret-mysql.json",
     "aurora-mysql": "secret-mysql.json",
     "mariadb": "secret-mariadb.json",
+    "redis": "secret-redis.json",
 }
 DEFAULT_USERNAME = "app_user"
 
@@ -110,12 +112,13 @@ def sandbox_server(engine: str) -> Iterator[LocalServer]:
     kind = SANDBOX_SERVERS.get(family)
     if kind is None:
         raise LocalRunError(f"the sandbox has no throwaway server for engine {engine!r}",
-                            hint="use --engine postgres or mariadb")
+                            hint="use --engine postgres, mariadb or redis")
     from rotation.tools.sandbox import Sandbox, SandboxError
 
     with Sandbox() as sandbox:
         try:
-            server = sandbox.postgres() if kind == "postgres" else sandbox.mariadb()
+            server = {"postgres": sandbox.postgres, "mariadb": sandbox.mariadb,
+                      "redis": sandbox.redis}[kind]()
         except SandboxError as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise LocalRunError(f"cannot start a throwaway {kind} server: {first}",

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from rotation import _redact
+from rotation import _redact, strategies
 from rotation.adapters import AdapterRegistry
 from rotation.adapters.base import AdapterOptions, DatabaseAdapter
 from rotation.config import STRATEGIES, Settings, Strategy
@@ -355,6 +355,10 @@ def _resolve_strategy(d: Doctor) -> None:
     env = (d.function_config or {}).get("Environment", {}).get("Variables", {})
     if d.strategy_override:
         d.strategy, d.strategy_source = _strategy(d.strategy_override), "given"
+    elif env.get("ROTATION_MYSQL_DUAL_PASSWORD", "").strip().lower() == "true" and \
+            env.get("ROTATION_STRATEGY", "").strip() != "alternating-users":
+        d.strategy = "dual-password"
+        d.strategy_source = "the function's env (deprecated ROTATION_MYSQL_DUAL_PASSWORD)"
     elif env.get("ROTATION_STRATEGY"):
         d.strategy, d.strategy_source = _strategy(env["ROTATION_STRATEGY"]), "the function's env"
     elif d.current is not None and d.current.masterarn:
@@ -389,6 +393,12 @@ def check_secret_format(d: Doctor) -> CheckResult:
                        f"alternating-users, {d.strategy_source})",
                        "add `masterarn`: the ARN of a secret holding a user that can create "
                        "users and grant privileges")
+    if d.strategy == "dual-password":
+        try:
+            strategies.check_dual_password_support(d.adapter, creds.engine, d.arn)
+        except RotationError as exc:
+            return _result(name, "fail", f"{exc.message} (strategy dual-password, "
+                           f"{d.strategy_source})", exc.hint)
     # TLS switched off by the secret is db-tls's to judge (one finding, reported once there).
     sslmode = f"sslmode {creds.sslmode}" + (" (`ssl`: false)" if creds.ssl_opt_out else "")
     detail = (f"engine {creds.engine}, user {creds.username!r} on {creds.host}:{creds.port}, "
@@ -1124,11 +1134,13 @@ def check_master_secret(d: Doctor) -> CheckResult:
         return _result(name, "skip", "no usable current credential")
     master_id = d.current.masterarn or d.master_secret_id
     if not master_id:
-        return _result(name, "skip", "single-user strategy: no master secret needed"
-                       if d.strategy == "single-user" else "no `masterarn` (see secret-format)")
+        return _result(name, "skip", f"{d.strategy} strategy without `masterarn`: no master "
+                       "secret needed" if d.strategy != "alternating-users"
+                       else "no `masterarn` (see secret-format)")
     # The rotation needs the master only for alternating users, and reads it from `masterarn`;
     # a --master-secret given to diagnose with is the doctor's own: its problems are warnings.
-    needed = d.strategy == "alternating-users" and master_id == d.current.masterarn
+    needed = d.strategy in ("alternating-users", "dual-password") and \
+        master_id == d.current.masterarn
     bad: Status = "fail" if needed else "warn"
     unused = "" if needed else (f" (the rotation does not use it, strategy {d.strategy}: only "
                                 "the doctor reads with it)")
@@ -1363,8 +1375,7 @@ def run_doctor(client: SecretsManagerClient, secret_id: str, settings: Settings 
     without them)."""
     settings = settings or Settings.from_env()
     adapters = AdapterRegistry(AdapterOptions(ca_bundle=settings.ca_bundle,
-                                              connect_timeout=timeout,
-                                              dual_password=settings.mysql_dual_password))
+                                              connect_timeout=timeout))
     doctor = Doctor(SecretsManager(client), secret_id, settings, adapters, fix=fix,
                     timeout=timeout, strategy_override=strategy, function_name=function_name,
                     master_secret_id=master_secret_id, lambda_client=lambda_client,

@@ -1,5 +1,5 @@
-"""Throwaway TLS database servers: PostgreSQL and MariaDB, started from the installed binaries,
-and PgBouncer in front of a sandbox PostgreSQL.
+"""Throwaway TLS database servers: PostgreSQL, MariaDB and Redis, started from the installed
+binaries, and PgBouncer in front of a sandbox PostgreSQL.
 
 One module serves the integration tests, ``rotation demo`` and the benchmarks. A :class:`Sandbox`
 owns a temporary directory and every server it started in it; each server is a
@@ -36,10 +36,10 @@ PgBouncer (:meth:`Sandbox.pgbouncer`)
 
 Running as root (containers, CI)
     PostgreSQL refuses to run as root, so as root every server process runs as an unprivileged
-    user: PostgreSQL and PgBouncer as ``postgres``, MariaDB as ``mysql`` (if those system users
-    exist), else as ``rotation-sandbox`` (created with ``useradd --system``). The server's own
-    directory is owned by that user; the sandbox root is ``0711``. On a laptop (not root)
-    everything runs as you.
+    user: PostgreSQL and PgBouncer as ``postgres``, MariaDB as ``mysql``, Redis as ``redis`` (if
+    those system users exist), else as ``rotation-sandbox`` (created with ``useradd
+    --system``). The server's own directory is owned by that user; the sandbox root is
+    ``0711``. On a laptop (not root) everything runs as you.
     The privilege switch is done by :mod:`subprocess` itself (``user=``/``group=``/
     ``extra_groups=[]``: setgroups, setgid, setuid in the child), the same system calls as
     ``setpriv``/``runuser`` without depending on either tool.
@@ -55,6 +55,16 @@ Process lifetime
     pooler goes before the server behind it. An ``atexit`` hook closes every sandbox still open,
     so an aborted session leaves no server running (only a SIGKILL of this process can leave
     servers behind).
+
+Redis (:meth:`Sandbox.redis`)
+    TLS only (``port 0``, ``tls-port``; no client certificates), ACL users: the ``default`` user
+    is off, the admin is an ACL user with a random password, kept as its SHA-256 hash in the
+    configuration. Redis has no log of logins or commands, so the handle keeps a ``MONITOR``
+    connection open from start-up and writes what it sees to ``monitor.log`` (its ``log_file``):
+    every command any client runs, ``AUTH`` with its arguments shown as ``(redacted)``, but no
+    ACL command (Redis never shows admin commands there). Logins are the ``AUTH`` lines; failed
+    ones are counted from ``ACL LOG`` (reason ``auth``). ``slowlog-log-slower-than 0`` keeps
+    every command in ``SLOWLOG`` too, which :meth:`ServerHandle.log_text` adds.
 
 Missing binaries raise :class:`SandboxError` naming every place searched and the fix: run
 ``bash scripts/install-db-servers.sh``.
@@ -99,7 +109,7 @@ SANDBOX_OS_USER = "rotation-sandbox"
 
 INSTALL_HINT = (
     "run `bash scripts/install-db-servers.sh` to install the PostgreSQL and MariaDB server "
-    "packages and PgBouncer (the stock services are not started)"
+    "packages, PgBouncer and Redis (the stock services are not started)"
 )
 
 _DEFAULT_STARTUP_TIMEOUT = 60.0
@@ -190,7 +200,7 @@ def _run_as_for(engine: str) -> _RunAs:
     """Who runs ``engine``'s server: the current user, or when root an unprivileged account."""
     if os.geteuid() != 0:
         return _current_account()
-    preferred = "postgres" if engine == "postgres" else "mysql"
+    preferred = {"postgres": "postgres", "redis": "redis"}.get(engine, "mysql")
     return _account(preferred) or _ensure_sandbox_account()
 
 
@@ -459,6 +469,36 @@ def find_pgbouncer() -> tuple[Path, str]:
             f"{binary} is {match.group(0)}; the sandbox needs PgBouncer 1.14 or newer (SCRAM "
             f"pass-through with auth_query). To fix: install a newer pgbouncer package")
     return binary, match.group(0).split()[1]
+
+
+# ACL users (and `#<sha256>` password hashes) arrived in 6.0; so did TLS.
+_REDIS_MIN_VERSION = (6, 0)
+
+
+def find_redis_server() -> tuple[Path, str]:
+    """``(binary, version)`` of ``redis-server`` (6.0 or newer), searched like the MariaDB
+    binaries."""
+    binary = _locate(("redis-server",))
+    if binary is None:
+        raise SandboxError(
+            f"Redis server binary (redis-server) not found (searched PATH, "
+            f"{', '.join(_SBIN_DIRS)}). To fix: {INSTALL_HINT}")
+    try:
+        output = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30,
+            check=False).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"`{binary} --version` failed: {exc}. To fix: {INSTALL_HINT}") from exc
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", output)
+    if match is None:
+        raise SandboxError(f"{binary} --version printed no Redis version "
+                           f"({output.strip()[:200] or 'no output'})")
+    version = tuple(int(part) for part in match.groups())
+    if version[:2] < _REDIS_MIN_VERSION:
+        raise SandboxError(
+            f"{binary} is Redis {'.'.join(map(str, version))}; the sandbox needs Redis 6.0 or "
+            "newer (ACL users, TLS). To fix: install a newer redis-server package")
+    return binary, ".".join(map(str, version))
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,6 +1018,233 @@ class _PgBouncerServer(ServerHandle):
             raise self._startup_failure("the auth_query lookup function found no user")
 
 
+def _redis_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _redis_sha256(password: str) -> str:
+    """What Redis stores for a password: its SHA-256, so only the hash is in the configuration."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+# MONITOR lines: 1796100067.123456 [0 127.0.0.1:36950] "AUTH" "(redacted)" "(redacted)"
+_REDIS_LOGIN = re.compile(r'^\S+ \[[^\]]*\] (?:"AUTH"|"HELLO" .*"AUTH")', re.IGNORECASE | re.M)
+_REDIS_SYNC = "rotation-sandbox-sync-"
+# What the sandbox's app users may do (create_login_user): their data, PING, and changing
+# passwords, which single-user rotation needs on Redis (there is no command for one's own
+# password alone). Masters (can_create_roles) get everything.
+_REDIS_APP_RULES = ("~*", "&*", "+@read", "+@write", "+@connection", "+acl|setuser")
+_REDIS_MASTER_RULES = ("~*", "&*", "+@all")
+
+
+class _RedisServer(ServerHandle):
+    """Redis with TLS only and ACL users (see the module docstring).
+
+    ``log_file`` is ``monitor.log``, what a ``MONITOR`` connection opened at start-up saw;
+    :meth:`log_position` and :meth:`login_counts` first wait until it caught up with the server
+    (an ``ECHO`` marker sent on the sandbox's own admin connection comes back through it).
+    :meth:`create_login_user` and :meth:`drop_user` use that connection too, so they are no
+    logins; :meth:`admin_connect` is one. ``dbname`` is ``"0"`` (Redis numbers its databases;
+    the adapter does not use it).
+    """
+
+    engine = "redis"
+    _stop_signal = signal.SIGTERM  # shutdown without saving (save "")
+
+    def __init__(self, *, version: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.dbname = "0"
+        self._control: Any = None
+        self._control_lock = threading.Lock()
+        self._recorder: threading.Thread | None = None
+        self._monitor: Any = None
+        self._seen = threading.Condition()
+        self._markers: set[str] = set()
+        self._failure_marks: dict[int, int] = {0: 0}
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<{type(self).__name__} {self.version} {self.host}:{self.port} tls=True "
+                f"admin_user={self.admin_user!r} pid={self.pid} {state}>")
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connection(self, timeout: float | None = 10.0) -> Any:
+        """An admin connection (TLS verified against ca_file, one AUTH, no retries)."""
+        import redis.connection
+
+        conn = redis.connection.SSLConnection(
+            host=self.host, port=self.port, username=self.admin_user,
+            password=self.admin_password, ssl_ca_certs=self.ca_file, ssl_cert_reqs="required",
+            ssl_check_hostname=True, protocol=2, driver_info=None, socket_timeout=timeout,
+            socket_connect_timeout=10.0)
+        conn.connect()  # type: ignore[no-untyped-call]
+        return conn
+
+    def admin_connect(self) -> Any:
+        """A ``redis.Redis`` client logged in as the admin (``execute_command``, ``close``)."""
+        import redis
+
+        return redis.Redis(host=self.host, port=self.port, username=self.admin_user,
+                           password=self.admin_password, ssl=True, ssl_ca_certs=self.ca_file,
+                           ssl_cert_reqs="required", ssl_check_hostname=True, protocol=2,
+                           single_connection_client=True, socket_timeout=10,
+                           socket_connect_timeout=10, driver_info=None)
+
+    def command(self, *args: str) -> Any:
+        """Run one command on the sandbox's own admin connection (no new login)."""
+        with self._control_lock:
+            if self._control is None:
+                raise SandboxError(f"redis sandbox server on port {self.port} is stopped")
+            self._control.send_command(*args)
+            return self._control.read_response()
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def create_login_user(self, username: str, password: str, *,
+                          can_create_roles: bool = False) -> None:
+        """An ACL user with the SHA-256 of ``password``: its data, PING and ``+acl|setuser``
+        (single-user rotation changes its own password with it); ``can_create_roles``: +@all."""
+        rules = _REDIS_MASTER_RULES if can_create_roles else _REDIS_APP_RULES
+        self.command("ACL", "SETUSER", username, "reset", "on",
+                     f"#{_redis_sha256(password)}", *rules)
+
+    def drop_user(self, username: str) -> None:
+        self.command("ACL", "DELUSER", username)
+
+    def acl_rules(self, username: str) -> str | None:
+        """The user's ``ACL LIST`` line, or None."""
+        prefix = f"user {username} "
+        for line in self.command("ACL", "LIST"):
+            text = _redis_text(line)
+            if text.startswith(prefix):
+                return text
+        return None
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    def _sync(self, timeout: float = 10.0) -> None:
+        """Wait until the MONITOR recorder has written everything the server ran before now."""
+        if self._recorder is None or not self._recorder.is_alive():
+            return
+        marker = _REDIS_SYNC + secrets.token_hex(8)
+        self.command("ECHO", marker)
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while marker not in self._markers:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._recorder is None or not self._recorder.is_alive():
+                    raise SandboxError(f"the MONITOR recorder of redis on port {self.port} "
+                                       "did not catch up")
+                self._seen.wait(min(left, 0.5))
+            self._markers.discard(marker)
+
+    def _auth_failures(self) -> int:
+        """Failed logins since start-up: the ``ACL LOG`` entries of reason ``auth`` (Redis
+        folds repeats into one entry and counts them)."""
+        total = 0
+        for entry in self.command("ACL", "LOG", "100000"):
+            fields = dict(zip(entry[::2], entry[1::2], strict=False))
+            if _redis_text(fields.get(b"reason", b"")) == "auth":
+                total += int(fields.get(b"count", 0))
+        return total
+
+    def log_position(self) -> int:
+        if not self.running:
+            return super().log_position()
+        self._sync()
+        position = super().log_position()
+        self._failure_marks[position] = self._auth_failures()
+        return position
+
+    def login_counts(self, since: int = 0) -> LoginCounts:
+        """``AUTH`` commands MONITOR saw after ``since`` (take it from :meth:`log_position`),
+        of which ``failed`` are the ``ACL LOG`` auth failures since then."""
+        self._sync()
+        attempts = len(_REDIS_LOGIN.findall(self._log_since(since)))
+        before = self._failure_marks.get(since)
+        if before is None:
+            before = self._failure_marks[max(m for m in self._failure_marks if m <= since)]
+        failed = self._auth_failures() - before
+        return LoginCounts(succeeded=attempts - failed, failed=failed)
+
+    def log_text(self) -> str:
+        """The command stream: what MONITOR saw, then every SLOWLOG entry's arguments (Redis
+        redacts AUTH and ACL SETUSER arguments in both), then the server's own log."""
+        slowlog = ""
+        if self.running:
+            self._sync()
+            entries = self.command("SLOWLOG", "GET", "-1")
+            slowlog = "\n".join(" ".join(_redis_text(arg) for arg in entry[3])
+                                for entry in reversed(entries))
+        server_log = "\n".join(path.read_bytes().decode("utf-8", errors="replace")
+                               for path in self._extra_logs if path.exists())
+        return "\n".join([super().log_text(), "--- SLOWLOG ---", slowlog,
+                          "--- server log ---", server_log])
+
+    # -- process -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        super().stop()
+        with self._control_lock:
+            control, self._control = self._control, None
+        for conn in (control, self._monitor):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.disconnect()
+        if self._recorder is not None:
+            self._recorder.join(timeout=_STOP_TIMEOUT)
+
+    def _record(self, conn: Any) -> None:
+        """The recorder thread: every MONITOR line, as Redis sends it, to ``log_file``."""
+        with self.log_file.open("ab") as out:
+            while True:
+                try:
+                    line = _redis_text(conn.read_response())
+                except Exception:  # the server stopped, or stop() closed the connection
+                    break
+                out.write(line.encode("utf-8", errors="replace") + b"\n")
+                out.flush()
+                if _REDIS_SYNC in line:
+                    with self._seen:
+                        self._markers.add(line.rsplit(" ", 1)[-1].strip('"'))
+                        self._seen.notify_all()
+
+    def _wait_ready(self, deadline: float, output: Path) -> None:
+        """Wait for "Ready to accept connections", log in as the admin over verified TLS,
+        check that ``default`` is off, and start the MONITOR recorder."""
+        while True:
+            if self._process.poll() is not None:
+                raise self._startup_failure(
+                    f"redis-server exited with code {self._process.returncode}")
+            try:
+                if b"Ready to accept connections" in output.read_bytes():
+                    break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise self._startup_failure("not ready before the start-up timeout")
+            time.sleep(0.02)
+        try:
+            self._control = self._connection()
+            default = self.acl_rules("default") or ""
+            self._monitor = self._connection(timeout=None)
+            self._monitor.send_command("MONITOR")
+            self._monitor.read_response()
+        except Exception as exc:
+            raise self._startup_failure(f"admin TLS login failed: {exc}") from exc
+        if not default.startswith("user default off "):
+            raise self._startup_failure(f"the default user is not off: {default[:80]!r}")
+        self.log_file.touch()
+        self._recorder = threading.Thread(target=self._record, args=(self._monitor,),
+                                          name=f"redis-monitor-{self.port}", daemon=True)
+        self._recorder.start()
+        self._sync()
+
+
 # The lookup PgBouncer's docs recommend: a SECURITY DEFINER function (owned by the superuser,
 # who may read pg_shadow) that only the auth_user may call, with a fixed search_path. It answers
 # no rows for unknown users and for superusers (who have no business logging in through a pool).
@@ -1020,7 +1287,8 @@ class Sandbox:
 
     ``root``: the directory in which the sandbox creates its own unique sub-directory (default:
     the system temp dir); only that sub-directory is removed by :meth:`close`. Servers start on
-    first use and are cached: :meth:`postgres` (one per ``tls`` flag), :meth:`mariadb` and
+    first use and are cached: :meth:`postgres` (one per ``tls`` flag), :meth:`mariadb`,
+    :meth:`redis` and
     :meth:`pgbouncer` (one per PostgreSQL server and pool mode). A server whose handle was
     stopped is started afresh on the next call.
 
@@ -1087,6 +1355,11 @@ class Sandbox:
             raise SandboxError(f"{pg!r} is stopped: PgBouncer needs it running")
         return self._get(f"pgbouncer-{pg.port}-{pool_mode}",
                          lambda: self._start_pgbouncer(pg, pool_mode))
+
+    def redis(self) -> ServerHandle:
+        """A Redis server (6.0+): TLS only, ACL users, the ``default`` user off; its handle
+        counts logins and keeps the command stream through a MONITOR connection."""
+        return self._get("redis", self._start_redis)
 
     def close(self) -> None:
         """Stop every server this sandbox started and remove its directory. Idempotent."""
@@ -1368,6 +1641,65 @@ class Sandbox:
             except SandboxError:
                 handle.stop()
                 if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(log_file):
+                    continue
+                raise
+            handle.startup_seconds = time.monotonic() - started
+            return handle
+        raise AssertionError("unreachable")
+
+    def _start_redis(self) -> ServerHandle:
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        binary, version = find_redis_server()
+        run_as = _run_as_for("redis")
+        ca_file, cert_pem, key_pem = self._tls_material()
+        directory, _ = self._server_dir("redis", run_as)
+        password = secrets.token_urlsafe(24)
+        _write(directory / "server.crt", cert_pem, run_as, 0o644)
+        _write(directory / "server.key", key_pem, run_as, 0o600)
+        _write(directory / "ca.pem", ca_file.read_bytes(), run_as, 0o644)
+        output = directory / "redis-server.out"
+
+        for attempt in range(_PORT_ATTEMPTS):
+            port = _free_port()
+            settings = [
+                f"bind {HOST}",
+                "port 0",  # no plaintext listener at all
+                f"tls-port {port}",
+                f"tls-cert-file {directory / 'server.crt'}",
+                f"tls-key-file {directory / 'server.key'}",
+                f"tls-ca-cert-file {directory / 'ca.pem'}",
+                "tls-auth-clients no",
+                'tls-protocols "TLSv1.2 TLSv1.3"',
+                "daemonize no",
+                "supervised no",
+                'logfile ""',  # stdout: the output file
+                "loglevel notice",
+                f"dir {directory}",
+                'save ""',
+                "appendonly no",
+                "maxclients 200",
+                "slowlog-log-slower-than 0",
+                "slowlog-max-len 100000",
+                "acllog-max-len 10000",
+                # ACL users: no one logs in as `default`; the admin's password as its SHA-256
+                "user default off resetpass resetkeys resetchannels -@all",
+                f"user {ADMIN_USER} on #{_redis_sha256(password)} ~* &* +@all",
+            ]
+            _write(directory / "redis.conf", "".join(f"{line}\n" for line in settings), run_as)
+            output.unlink(missing_ok=True)
+            process = self._spawn([str(binary), str(directory / "redis.conf")], run_as,
+                                  directory, output)
+            handle = _RedisServer(version=version, port=port, admin_password=password,
+                                  ca_file=ca_file, log_file=directory / "monitor.log",
+                                  directory=directory, process=process, tls=True,
+                                  extra_logs=(output,))
+            self._all.append(handle)
+            try:
+                handle._wait_ready(deadline, output)
+            except SandboxError:
+                handle.stop()
+                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(output):
                     continue
                 raise
             handle.startup_seconds = time.monotonic() - started

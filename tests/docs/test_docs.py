@@ -1,5 +1,8 @@
 """README.md and docs/*.md cannot rot: every fenced block is run or checked, every relative link
-resolves, every cited test exists, and the reference tables match the code and the template.
+resolves, every cited test exists, the reference tables match the code and the template, every
+template parameter the prose names exists (and no claim that one is missing goes unchecked), and
+troubleshooting's `cause` table covers every error category, each row linking to sections that
+name an error of that cause.
 
 A block's treatment is the word after its language in the info string (```sh run, ```json
 file=events/secret-postgres.json, ...); a block without one fails. The scheme is described in the
@@ -637,7 +640,9 @@ def test_every_cited_test_exists() -> None:
 # -- troubleshooting -----------------------------------------------------------------------------
 
 CAUSES = ["network", "timeouts", "kms", "json key", "login failures", "libpq", "tls required",
-          "python runtime", "rotationtoken", "reserved concurrency", "awspending"]
+          "python runtime", "rotationtoken", "reserved concurrency", "awspending",
+          "rotation not enabled", "secrets manager refuses", "database statement", "unexpected"]
+TROUBLESHOOTING = ROOT / "docs" / "troubleshooting.md"
 ROWS = ["AWS's symptom", "prevented by", "`rotation doctor` check", "error class (`cause`)",
         "message", "evidence"]
 
@@ -671,7 +676,7 @@ def test_troubleshooting_covers_every_cause() -> None:
     import rotation.errors
 
     sections = troubleshooting_sections()
-    assert [h.split(".")[0] for h, _ in sections] == [str(i) for i in range(1, 12)]
+    assert [h.split(".")[0] for h, _ in sections] == [str(i) for i in range(1, len(CAUSES) + 1)]
     checks = doctor_check_names()
     for (heading, body), keyword in zip(sections, CAUSES, strict=True):
         assert keyword in heading.lower(), (heading, keyword)
@@ -686,6 +691,87 @@ def test_troubleshooting_covers_every_cause() -> None:
             assert class_name in rotation.errors.__all__, (heading, class_name)
             assert getattr(rotation.errors, class_name).category == cause, (heading, class_name)
         assert _CITATION.search(rows["evidence"]), heading
+
+
+_ERROR_PAIR = re.compile(r"`(\w+)` \(`([a-z ]+)`\)")
+
+
+def error_categories() -> dict[str, str]:
+    """Every error class of rotation/errors.py -> its ``category`` (the log line's ``cause``)."""
+    import rotation.errors
+
+    return {name: getattr(rotation.errors, name).category for name in rotation.errors.__all__}
+
+
+def cause_table_problems(text: str) -> list[str]:
+    """What is wrong with the `cause` table of troubleshooting.md (``text``): a cause the code has
+    without its row, a row for no cause, a link to no section, a link to a section whose error
+    classes have another cause, an error class no linked section names."""
+    sections = {github_slug(heading): body for heading, body in re.findall(
+        r"^## (\d+\. [^\n]+)$(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)}
+    start = text.index("**The `cause` field**")
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text[start:].split("\n\n", 2)[1].splitlines() if line.startswith("|")]
+    table: dict[str, list[str]] = {}
+    problems = []
+    for row in rows[2:]:  # past the header and its rule
+        causes = code_spans(row[0])
+        if len(causes) != 1:
+            problems.append(f"a row must name one cause: {row[0]}")
+            continue
+        table[causes[0]] = _LINK.findall(row[1])
+    categories = error_categories()
+    problems += [f"no row for cause `{c}`" for c in sorted(set(categories.values()) - set(table))]
+    problems += [f"a row for `{c}`, which no error class has" for c in sorted(
+        set(table) - set(categories.values()))]
+    named: set[str] = set()
+    for cause, links in table.items():
+        if not links:
+            problems.append(f"`{cause}` links to no section")
+        for link in links:
+            body = sections.get(link.removeprefix("#")) if link.startswith("#") else None
+            if body is None:
+                problems.append(f"`{cause}` links to {link}, not a numbered section of this page")
+                continue
+            pairs = _ERROR_PAIR.findall(table_row(body, "error class (`cause`)"))
+            if cause not in {category for _, category in pairs}:
+                problems.append(f"`{cause}` links to {link}, whose error classes have other causes:"
+                                f" {pairs}")
+            named |= {name for name, category in pairs if category == cause}
+    problems += [f"{name} (`{category}`) is in no section its cause's row links to"
+                 for name, category in sorted(categories.items()) if name not in named]
+    return problems
+
+
+def test_the_cause_table_sends_each_cause_to_the_sections_that_treat_it() -> None:
+    # GIVEN the `cause` table at the top of docs/troubleshooting.md and rotation/errors.py
+    # WHEN each row's links are followed to their sections' error classes
+    problems = cause_table_problems(TROUBLESHOOTING.read_text())
+
+    # THEN every cause the code has has a row, every link lands on a section naming an error of
+    # that cause, and every error class is found from its cause's row
+    assert problems == []
+
+
+@pytest.mark.parametrize(("row", "stale"), [
+    # the table before this check: staging labels (so "rotation not enabled") sent to section 11
+    ("| `staging labels` |", "| `staging labels` | [11. Stuck AWSPENDING]"
+                             "(#11-stuck-awspending-a-previous-rotation-isnt-complete) |"),
+    # a row sent to the wrong section
+    ("| `database` |", "| `database` | [7. TLS required](#7-tls-required-or-not-verifiable) |"),
+    # a row lost
+    ("| `event` |", ""),
+    # a row to a section that does not exist
+    ("| `aws` |", "| `aws` | [16. Nowhere](#16-nowhere) |"),
+])
+def test_the_cause_table_check_catches_a_stale_row(row: str, stale: str) -> None:
+    # GIVEN the page with one row of the cause table replaced
+    lines = TROUBLESHOOTING.read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.startswith(row))
+    lines[index] = stale + "\n" if stale else ""
+
+    # WHEN / THEN the check reports it
+    assert cause_table_problems("".join(lines)) != []
 
 
 # -- the README's reference tables ---------------------------------------------------------------
@@ -730,7 +816,7 @@ def test_environment_table_matches_the_code_and_the_template() -> None:
     settings, policy = config.Settings(), config.PasswordPolicy()
     defaults: dict[str, object] = {
         config.STRATEGY: settings.strategy, config.CONNECT_TIMEOUT: settings.connect_timeout,
-        config.DUAL_PASSWORD: settings.mysql_dual_password,
+        config.DUAL_PASSWORD: False,  # the deprecated alias asks for nothing unless "true"
         config.PASSWORD_LENGTH: policy.length, config.EXCLUDE_CHARACTERS: policy.exclude_characters,
         config.EXCLUDE_NUMBERS: policy.exclude_numbers,
         config.EXCLUDE_PUNCTUATION: policy.exclude_punctuation,
@@ -840,6 +926,179 @@ def test_environment_variables_named_in_the_docs_exist() -> None:
     named = {word for path in DOCS for span in code_spans(prose(path))
              for word in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", span)}
     assert named - rows - ALSO_KNOWN == set()
+
+
+# -- template parameters named in the docs -------------------------------------------------------
+
+# A code span that is one camelCase or PascalCase word (`AdditionalLayerArns`, `kmsKeyArn`), or
+# such a word with a value (`Engine=postgres`).
+_NAMED = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:=(\S*))?")
+# Saying a span is a parameter: "the `Engine` parameter", "`Timeout` (stack parameter)",
+# "parameter `CaBundle`". With "stack" or "template" it must be a template parameter; without,
+# it may also be an AWS API's ("the `RotationToken` parameter").
+_CALLED_A_PARAMETER = re.compile(
+    r"`([^`]+)`,? (?:\(((?:stack |template )?)parameter\)|((?:stack |template )?)parameters?\b)"
+    r"|\b((?:stack |template )?)parameters? `([^`]+)`")
+# Saying the template has no parameter for something. Such a claim goes stale silently when the
+# parameter is added, so each one must be listed in ABSENCE_CLAIMS with a check on the template.
+_ABSENCE = re.compile(r"\b(?:no|not an?|without an?|lacks an?|nor an?) (?:(?:template|stack|SAM|"
+                      r"CloudFormation) )?parameters?\b(?! startup)|\bparameters? (?:does not|"
+                      r"doesn't|do not|don't) exist", re.IGNORECASE)
+# sentence fragment -> a check that the claim holds for template.yaml's Parameters
+ABSENCE_CLAIMS: dict[str, Callable[[dict[str, Any]], bool]] = {}
+# camelCase / PascalCase names in the docs that no module, template or AWS service model here
+# defines: each is checked by hand, with why it is not a template parameter.
+NAMED_ELSEWHERE = {
+    "SSLRequest": "PostgreSQL's wire-protocol message",
+    "SecretRotation": "the AWS CDK construct",
+    "SecretsManagerRDSMariaDBRotationMultiUser": "a SAR app",
+    "SecretsManagerRDSMariaDBRotationSingleUser": "a SAR app",
+    "SecretsManagerRDSMySQLRotationMultiUser": "a SAR app",
+    "SecretsManagerRDSMySQLRotationSingleUser": "a SAR app",
+    "SecretsManagerRDSPostgreSQLRotationMultiUser": "a SAR app",
+    "SecretsManagerRDSPostgreSQLRotationSingleUser": "a SAR app",
+    "dbInstanceIdentifier": "the RDS-generated secret's key",
+}
+AWS_SERVICES = ("secretsmanager", "lambda", "kms", "rds")  # the APIs the docs name things from
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str | int | float | bool):
+        yield str(value)
+
+
+@cache
+def names_that_are_not_parameters() -> frozenset[str]:
+    """Every name the docs may use for something other than a template parameter: the template's
+    resources, outputs, conditions, properties and values; the identifiers of the code and the
+    tests and the code's string constants; AWS's operation, shape and member names; builtins."""
+    import builtins
+
+    known: set[str] = set(dir(builtins))
+    for section, body in template().items():
+        if section == "Parameters":
+            known.update(str(v) for spec in body.values()
+                         for v in [spec.get("Default", ""), *spec.get("AllowedValues", [])])
+        else:
+            known.update(_strings(body))
+    for folder in ("rotation", "examples", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    known.add(node.name)
+                elif isinstance(node, ast.Name):
+                    known.add(node.id)
+                elif isinstance(node, ast.Attribute):
+                    known.add(node.attr)
+                elif isinstance(node, ast.alias):
+                    known.update(node.name.split("."))
+                elif isinstance(node, ast.keyword) and node.arg:
+                    known.add(node.arg)
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                        and folder != "tests":
+                    known.add(node.value)
+    return frozenset((known | aws_api_names()) - set(template()["Parameters"]))
+
+
+@cache
+def aws_api_names() -> frozenset[str]:
+    """The operation, shape and member names of the AWS APIs the docs talk about."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    names: set[str] = set()
+    for service in AWS_SERVICES:
+        model = session.get_service_model(service)
+        names.update(model.operation_names)
+        for shape_name in model.shape_names:
+            names.add(shape_name)
+            names.update(getattr(model.shape_for(shape_name), "members", {}))
+    return frozenset(names)
+
+
+def parameter_problems(path: Path, text: str) -> list[str]:
+    """What ``text`` (a doc's prose) says about template parameters that the template denies."""
+    parameters = template()["Parameters"]
+    problems = []
+    for span in code_spans(text):
+        match = _NAMED.fullmatch(span)
+        if not match or not re.search(r"[a-z]", match[1]) or not re.search(r"[A-Z]", match[1]):
+            continue
+        name, value = match[1], match[2]
+        if name in parameters:
+            if value is not None:
+                try:
+                    check_parameter_value(name, value)
+                except AssertionError as exc:
+                    problems.append(f"{path.name}: `{span}`: {exc}")
+        elif name not in names_that_are_not_parameters() and name not in NAMED_ELSEWHERE:
+            problems.append(f"{path.name}: `{span}` is not a parameter of template.yaml, nor a "
+                            "name of its resources, of the code or of an AWS API (a renamed "
+                            "parameter?)")
+    for match in _CALLED_A_PARAMETER.finditer(text):
+        name = (match[1] or match[5]).partition("=")[0]
+        of_the_stack = bool(match[2] or match[3] or match[4])
+        if name not in parameters and (of_the_stack or name not in aws_api_names()):
+            problems.append(f"{path.name}: {match[0]!r}: template.yaml has no parameter {name}")
+    for sentence in re.split(r"(?<=[.;:!?])\s+", re.sub(r"\s+", " ", text)):
+        if _ABSENCE.search(sentence):
+            check = next((c for fragment, c in ABSENCE_CLAIMS.items() if fragment in sentence),
+                         None)
+            if check is None:
+                problems.append(f"{path.name}: {sentence!r} says the template lacks a parameter: "
+                                "check it and list it in ABSENCE_CLAIMS with a check")
+            elif not check(parameters):
+                problems.append(f"{path.name}: {sentence!r} no longer holds for template.yaml")
+    return problems
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
+def test_template_parameters_named_in_the_docs_exist(path: Path) -> None:
+    # GIVEN a doc's prose (its blocks are checked by their treatment: `sam` against the template)
+    # WHEN every parameter-like name, `Name=value`, "`X` parameter" and "no parameter for ..." in
+    # it is compared with template.yaml
+    problems = parameter_problems(path, prose(path))
+
+    # THEN the doc names only parameters the template has, with values it accepts, and claims no
+    # parameter is missing where one exists
+    assert problems == []
+
+
+@pytest.mark.parametrize("stale", [
+    # the claim docs/writing-an-adapter.md made while AdditionalLayerArns existed
+    "`template.yaml` attaches only the driver layer of its `Engine` parameter and has no "
+    "parameter for extra layers: add your layer to `RotationFunction`'s `Layers`.",
+    "Pass your layers in `AdditionalLayers`.",  # a renamed (or misspelt) parameter
+    "Deploy with `Engine=oracle`.",  # a value the template refuses
+    "the `LayerArns` parameter",
+    "`RotationToken` (stack parameter)",  # an API's parameter, called the stack's
+    "there is no template parameter for the CA bundle.",
+])
+def test_the_parameter_check_catches_stale_claims(stale: str) -> None:
+    assert parameter_problems(README, stale) != []
+
+
+@pytest.mark.parametrize("sound", [
+    "Deploy with `Engine=postgres` and your layers in `AdditionalLayerArns`.",
+    "raise `Timeout` (stack parameter)",
+    "the `RotationToken` parameter of `PutSecretValue`",  # an AWS API's parameter
+    "RDS's `dbInstanceIdentifier`, the `RotationFunction` resource, `PasswordRefusedError`",
+    "no `options` startup parameter",
+])
+def test_the_parameter_check_accepts_sound_prose(sound: str) -> None:
+    assert parameter_problems(README, sound) == []
+
+
+def test_every_absence_claim_check_is_used() -> None:
+    text = " ".join(re.sub(r"\s+", " ", prose(path)) for path in DOCS)
+    assert [fragment for fragment in ABSENCE_CLAIMS if fragment not in text] == []
 
 
 # -- the checkers catch rot ----------------------------------------------------------------------

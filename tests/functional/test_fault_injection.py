@@ -7,6 +7,8 @@ Invariants, for every row of the matrix:
 * the retries converge: AWSCURRENT is on the rotation's version and logs in, exactly one version
   is AWSCURRENT, AWSPENDING is gone (the local driver removes it after finishSecret) or on that
   same version; with alternating users AWSPREVIOUS still logs in too;
+* dual passwords: AWSCURRENT logs in after every invocation, AWSPREVIOUS after the rotation, and
+  the password retained by the rotation before is dropped;
 * a fault surfaces as the framework's error for it (AwsError, RotationTimeoutError, the
   database's error) and no error text shows a secret (the autouse leak scan reads them).
 
@@ -78,11 +80,11 @@ class FakeBench:
         return arn
 
     def logs_in(self, username: str, password: str) -> bool:
-        return self.db.passwords.get(username) == password
+        return self.db.accepts(username, password)
 
 
 SCENARIOS = [("single-user", 0), ("single-user", 1), ("alternating-users", 0),
-             ("alternating-users", 1)]
+             ("alternating-users", 1), ("dual-password", 0), ("dual-password", 1)]
 
 
 @pytest.mark.parametrize(("strategy", "warmups"), SCENARIOS,
@@ -248,17 +250,43 @@ def _idle_finish_secret(ctx: Any) -> None:
     """A broken finishSecret: reports success without moving AWSCURRENT."""
 
 
-@pytest.mark.parametrize(("step", "mutant", "expected"), [
-    ("setSecret", _lossy_set_secret, "neither AWSCURRENT nor AWSPENDING logs in"),
-    ("finishSecret", _idle_finish_secret, "not on the rotation's version"),
-], ids=["lossy setSecret", "idle finishSecret"])
+def _single_password_set_secret(ctx: Any) -> None:
+    """A broken dual-password setSecret: replaces the password instead of adding one."""
+    current, pending = ctx.current(), ctx.pending()
+    with ctx.adapter(current).connect(current) as session:
+        session.set_password(pending.username, pending.password)
+
+
+def _hoarding_set_secret(ctx: Any) -> None:
+    """A broken dual-password setSecret: adds the new password but drops no old one."""
+    from tests.functional.fakes import DB
+
+    current, pending = ctx.current(), ctx.pending()
+    older = DB.retained.get(current.username, set())
+    with ctx.adapter(current).connect(current) as session:
+        session.add_password(pending.username, pending.password, current.password)
+    DB.retained[current.username] |= older
+
+
+@pytest.mark.parametrize(("strategy", "warmups", "step", "mutant", "expected"), [
+    ("single-user", 0, "setSecret", _lossy_set_secret,
+     "neither AWSCURRENT nor AWSPENDING logs in"),
+    ("single-user", 0, "finishSecret", _idle_finish_secret, "not on the rotation's version"),
+    ("dual-password", 0, "setSecret", _single_password_set_secret,
+     "dual passwords: AWSCURRENT does not log in"),
+    ("dual-password", 1, "setSecret", _hoarding_set_secret,
+     "the password retained by the rotation before still logs in"),
+], ids=["lossy setSecret", "idle finishSecret", "dual: password replaced",
+        "dual: older password kept"])
 def test_the_harness_catches_a_broken_step(sm: Any, db: FakeDatabase, leak_scan: LeakScan,
-                                           monkeypatch: pytest.MonkeyPatch, step: str,
-                                           mutant: Any, expected: str) -> None:
+                                           monkeypatch: pytest.MonkeyPatch, strategy: str,
+                                           warmups: int, step: str, mutant: Any,
+                                           expected: str) -> None:
     # GIVEN the points of a clean rotation, then a step replaced by a broken one
     from rotation.steps import DEFAULT_STEPS
 
-    harness = Harness(FakeBench(sm, db, "single-user"), leak_scan, "mutant")
+    monkeypatch.setenv("ROTATION_STRATEGY", strategy)
+    harness = Harness(FakeBench(sm, db, strategy), leak_scan, "mutant", warmups=warmups)
     points = harness.record()
     monkeypatch.setitem(DEFAULT_STEPS, step, mutant)
 

@@ -1,8 +1,9 @@
 """Step-level defects found by the first-contact review, each pinned by a test that failed before
-its fix: a value-less AWSPENDING made AWSCURRENT, a failed dual-password discard never retried,
-a master secret connecting in plaintext without a warning, non-password login refusals answered
-with more failed logins, and log lines without the engine. (The cold-container compare-and-set
-lives with the other races in test_races.py.)"""
+its fix: a value-less AWSPENDING made AWSCURRENT, dual passwords that a retried setSecret could
+lose (and that finishSecret discarded, so AWSPREVIOUS stopped working), a master secret
+connecting in plaintext without a warning, non-password login refusals answered with more
+failed logins, and log lines without the engine. (The cold-container compare-and-set lives with
+the other races in test_races.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 
 from rotation import handler
 from rotation.errors import (
-    DatabaseError,
     LoginError,
     PasswordRefusedError,
     SecretFormatError,
@@ -25,7 +25,7 @@ from tests.functional.fakes import FakeDatabase
 from tests.rig import Rig
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
-CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 
 
 def labels(rig: Rig) -> dict[str, list[str]]:
@@ -54,50 +54,89 @@ def test_finish_refuses_a_pending_version_without_a_value(rig: Rig, container: s
     assert rig.calls.calls["UpdateSecretVersionStage"] == 0
 
 
-# -- dual passwords: a failed discard is retried --------------------------------------------------
+# -- dual passwords: only setSecret changes the database, and never drops the password in use ----
 
-def test_failed_discard_is_retried_when_finish_secret_is_retried(
-        rig: Rig, db: FakeDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN dual passwords, and a discard that fails once after AWSCURRENT moved
-    monkeypatch.setenv("ROTATION_MYSQL_DUAL_PASSWORD", "true")
+def logs_in(db: FakeDatabase, value: dict[str, Any]) -> bool:
+    return db.accepts(value["username"], value["password"])
+
+
+@pytest.mark.parametrize("env", [{"ROTATION_STRATEGY": "dual-password"},
+                                 {"ROTATION_MYSQL_DUAL_PASSWORD": "true"}],
+                         ids=["strategy", "deprecated alias"])
+def test_after_finish_secret_current_and_previous_both_log_in(
+        rig: Rig, db: FakeDatabase, monkeypatch: pytest.MonkeyPatch,
+        env: dict[str, str]) -> None:
+    # GIVEN dual passwords (by the strategy, or by the deprecated variable)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    # WHEN a rotation runs, finishSecret in a new container
     token = str(uuid.uuid4())
     rig.service.stage_pending(rig.arn, token)
     for step in STEPS[:3]:
         rig.invoke(rig.event(step, token))
-    db.fail_next["discard_old_password"] = DatabaseError("injected: lost the connection")
-    with pytest.raises(DatabaseError):
-        rig.invoke(rig.event("finishSecret", token))
+    logins = dict(db.logins)
+    rig.invoke_cold(rig.event("finishSecret", token))
+
+    # THEN finishSecret only moved the label (before the fix it logged in and discarded the
+    # old password, so AWSPREVIOUS stopped working), and both versions log in
+    assert db.logins == logins
     assert CURRENT in labels(rig)[token]
+    assert logs_in(db, rig.value(CURRENT))
+    assert logs_in(db, rig.value(PREVIOUS))
     assert not any(s.startswith("DISCARD") for s in db.statements)
 
-    # WHEN Secrets Manager retries finishSecret (the label already moved), in a new container
-    result = rig.invoke_cold(rig.event("finishSecret", token))
 
-    # THEN the retry discards the retained password (before the fix: "already current", and the
-    # old password stayed valid for good)
-    assert result["Outcome"] == "already current"
-    assert db.statements[-1] == "DISCARD OLD PASSWORD app_user"
+@pytest.mark.parametrize("container", ["warm", "cold"])
+def test_a_retried_set_secret_keeps_awscurrent_working(
+        rig: Rig, db: FakeDatabase, monkeypatch: pytest.MonkeyPatch, container: str) -> None:
+    # GIVEN dual passwords and a setSecret that went through but whose answer was lost
+    monkeypatch.setenv("ROTATION_STRATEGY", "dual-password")
+    first = rig.service.rotate(rig.arn, rig.invoke)  # so that an older password is retained
+    assert first.succeeded, first.steps
+    token = str(uuid.uuid4())
+    rig.service.stage_pending(rig.arn, token)
+    rig.invoke(rig.event("createSecret", token))
+    rig.invoke(rig.event("setSecret", token))
+    invoke = rig.invoke_cold if container == "cold" else rig.invoke
+
+    # WHEN Secrets Manager retries setSecret, twice
+    results = [invoke(rig.event("setSecret", token)) for _ in range(2)]
+
+    # THEN the retries are clean logins with AWSCURRENT (no failed login), and AWSCURRENT and
+    # AWSPENDING both still log in (ROTATION_MYSQL_DUAL_PASSWORD's retry retained the new
+    # password and dropped the one in use)
+    assert [r["Outcome"] for r in results] == ["done", "done"]
+    assert "failed" not in db.logins
+    assert logs_in(db, rig.value(CURRENT))
+    assert logs_in(db, rig.value(PENDING))
 
 
-def test_discard_waits_while_a_newer_rotation_is_pending(
-        rig: Rig, db: FakeDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN dual passwords, a finished rotation, and a newer rotation past its setSecret (which
-    # retained the password that is AWSCURRENT now)
-    monkeypatch.setenv("ROTATION_MYSQL_DUAL_PASSWORD", "true")
+def test_the_next_rotation_drops_the_older_password(rig: Rig, db: FakeDatabase,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN dual passwords and a finished rotation: the initial password is AWSPREVIOUS
+    monkeypatch.setenv("ROTATION_STRATEGY", "dual-password")
+    initial = rig.value(CURRENT)
     first = rig.service.rotate(rig.arn, rig.invoke)
     assert first.succeeded, first.steps
+    assert logs_in(db, initial)
+
+    # WHEN the next rotation runs, up to setSecret
     second = str(uuid.uuid4())
     rig.service.stage_pending(rig.arn, second)
     for step in STEPS[:2]:
         rig.invoke(rig.event(step, second))
-    discards = sum(s.startswith("DISCARD") for s in db.statements)
 
-    # WHEN a late duplicate of the first rotation's finishSecret arrives
-    result = rig.invoke_cold(rig.event("finishSecret", first.token))
-
-    # THEN it does not discard the password AWSCURRENT still needs
-    assert result["Outcome"] == "already current"
-    assert sum(s.startswith("DISCARD") for s in db.statements) == discards
+    # THEN its setSecret dropped the initial password; the current and the new one log in
+    assert not logs_in(db, initial)
+    assert logs_in(db, rig.value(CURRENT))
+    assert logs_in(db, rig.value(PENDING))
+    # ... and after its finishSecret, exactly AWSCURRENT and AWSPREVIOUS do
+    rig.invoke(rig.event("testSecret", second))
+    rig.invoke(rig.event("finishSecret", second))
+    assert logs_in(db, rig.value(CURRENT))
+    assert logs_in(db, rig.value(PREVIOUS))
+    assert not logs_in(db, initial)
 
 
 # -- every plaintext connection is warned about, the master's included ---------------------------

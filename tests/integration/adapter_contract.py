@@ -3,6 +3,13 @@
 Use it by subclassing ``AdapterContract`` in a test module and providing two fixtures:
 ``target`` (a ``ContractTarget``: the engine name, the server and how to create a user on it).
 ``tests/integration/test_adapter_contract.py`` runs it for PostgreSQL and MariaDB.
+
+An adapter whose ``supports_dual_password(engine)`` is true for the target's engine also passes
+``DualPasswordContract`` (the dual-password strategy's ``add_password``): subclass both,
+``class TestMine(AdapterContract, DualPasswordContract)``. ``AdapterContract`` checks that the
+two go together: an adapter that declares dual passwords without running their contract fails
+it, and so does a suite that runs it for an engine without them (which the strategy refuses).
+So a test class serves engines of one kind: give the others a class of their own.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from typing import Any
 import pytest
 import trustme
 
+from rotation import strategies
 from rotation.adapters import get_adapter
 from rotation.adapters.base import AdapterOptions, DatabaseAdapter, DatabaseSession
 from rotation.credentials import DbCredentials, credentials_from_dict
-from rotation.errors import ConnectError, LoginError, TlsError
+from rotation.errors import ConfigError, ConnectError, LoginError, TlsError
 from tests.conftest import LeakScan
 
 HOSTILE_NAMES = ["o'brien", 'dq"name', "semi;colon", "back\\slash", "pct%name", "ünïcødé",
@@ -34,8 +42,8 @@ class ContractTarget:
     drop_user: Callable[[str], None]
 
 
-class AdapterContract:
-    """Every test: GIVEN a fresh user on a TLS server, WHEN the adapter acts, THEN the contract."""
+class _ContractFixtures:
+    """The fixtures both suites use: the adapter under test and fresh users on the server."""
 
     @pytest.fixture
     def adapter(self, target: ContractTarget) -> DatabaseAdapter:
@@ -69,6 +77,17 @@ class AdapterContract:
         except LoginError:
             return False
         return True
+
+    def _admin(self, target: ContractTarget) -> DbCredentials:
+        """The server's admin, playing the master user (``masterarn``)."""
+        return credentials_from_dict(
+            {"engine": target.engine, "host": target.server.host, "port": target.server.port,
+             "username": target.server.admin_user, "password": target.server.admin_password,
+             "dbname": target.server.dbname}, "arn:aws:secretsmanager:contract-master")
+
+
+class AdapterContract(_ContractFixtures):
+    """Every test: GIVEN a fresh user on a TLS server, WHEN the adapter acts, THEN the contract."""
 
     def test_connect_is_a_verified_tls_login(self, adapter: DatabaseAdapter,
                                              user: Callable[..., DbCredentials]) -> None:
@@ -159,10 +178,7 @@ class AdapterContract:
         password = "Clone-" + secrets.token_urlsafe(16)
         leak_scan.add(password)
         # the server's admin plays the master user of alternating-users rotation
-        admin = credentials_from_dict(
-            {"engine": target.engine, "host": target.server.host, "port": target.server.port,
-             "username": target.server.admin_user, "password": target.server.admin_password,
-             "dbname": target.server.dbname}, "arn:aws:secretsmanager:contract-master")
+        admin = self._admin(target)
         try:
             with adapter.connect(admin) as session:
                 session.sync_clone(base.username, clone_name, password)
@@ -177,3 +193,116 @@ class AdapterContract:
         with adapter.connect(creds) as session:
             session.discard_old_password(creds.username)
         assert self._logs_in(adapter, creds)
+
+    def test_dual_password_support_goes_with_its_contract(
+            self, target: ContractTarget, adapter: DatabaseAdapter) -> None:
+        # GIVEN what the adapter says about dual passwords for the target's engine
+        supported = strategies.supports_dual_password(adapter, target.engine)
+        # WHEN / THEN an adapter that has them runs their contract too (and only then) ...
+        assert supported is isinstance(self, DualPasswordContract), (
+            f"{type(adapter).__name__}.supports_dual_password({target.engine!r}) is {supported}: "
+            + ("mix DualPasswordContract into this test class" if supported else
+               "DualPasswordContract runs for an engine without dual passwords"))
+        # ... and for one without them the dual-password strategy refuses the engine
+        if not supported:
+            with pytest.raises(ConfigError) as info:
+                strategies.check_dual_password_support(adapter, target.engine,
+                                                       "arn:aws:secretsmanager:contract")
+            assert "single-user" in str(info.value)
+            assert "alternating-users" in str(info.value)
+
+
+class DualPasswordContract(_ContractFixtures):
+    """``add_password(username, password, keep)``, for adapters with dual passwords: afterwards
+    exactly ``keep`` and ``password`` log in, idempotently, and ``keep`` survives any retry.
+    Each test runs twice: the user changing itself (logged in with ``keep``, as setSecret does
+    without ``masterarn``) and the server's admin changing it (``masterarn``)."""
+
+    @pytest.fixture(params=["self", "master"])
+    def changer(self, request: pytest.FixtureRequest,
+                target: ContractTarget) -> Callable[[DbCredentials], DbCredentials]:
+        """Who logs in to add the password: the user with the given credential, or the admin."""
+        if request.param == "self":
+            return lambda creds: creds
+        admin = self._admin(target)
+        return lambda creds: admin
+
+    def _new(self, creds: DbCredentials, leak_scan: LeakScan) -> DbCredentials:
+        password = "Dual-" + secrets.token_urlsafe(16)
+        leak_scan.add(password)
+        return creds.with_user(creds.username, password)
+
+    def _add(self, adapter: DatabaseAdapter, login: DbCredentials, username: str,
+             password: str, keep: str) -> None:
+        with adapter.connect(login) as session:
+            _add_password(session, username, password, keep)
+
+    def test_the_engine_has_dual_passwords(self, target: ContractTarget,
+                                           adapter: DatabaseAdapter) -> None:
+        # GIVEN / WHEN the adapter is asked / THEN it says yes for the target's engine
+        assert strategies.supports_dual_password(adapter, target.engine)
+
+    def test_add_password_makes_both_log_in_idempotently(
+            self, adapter: DatabaseAdapter, user: Callable[..., DbCredentials],
+            changer: Callable[[DbCredentials], DbCredentials], leak_scan: LeakScan) -> None:
+        # GIVEN a user and a new password
+        keep = user()
+        new = self._new(keep, leak_scan)
+        # WHEN the new password is added, twice in one session
+        with adapter.connect(changer(keep)) as session:
+            _add_password(session, keep.username, new.password, keep.password)
+            _add_password(session, keep.username, new.password, keep.password)
+        # THEN both log in
+        assert self._logs_in(adapter, keep)
+        assert self._logs_in(adapter, new)
+
+    def test_add_password_drops_the_one_retained_before(
+            self, adapter: DatabaseAdapter, user: Callable[..., DbCredentials],
+            changer: Callable[[DbCredentials], DbCredentials], leak_scan: LeakScan) -> None:
+        # GIVEN a user whose first rotation added p1 beside p0
+        p0 = user()
+        p1, p2 = self._new(p0, leak_scan), self._new(p0, leak_scan)
+        self._add(adapter, changer(p0), p0.username, p1.password, p0.password)
+        assert self._logs_in(adapter, p0)
+        # WHEN the next rotation adds p2, keeping p1
+        self._add(adapter, changer(p1), p0.username, p2.password, p1.password)
+        # THEN exactly p1 and p2 log in
+        assert self._logs_in(adapter, p1)
+        assert self._logs_in(adapter, p2)
+        assert not self._logs_in(adapter, p0)
+
+    def test_a_retry_after_success_keeps_keep(
+            self, adapter: DatabaseAdapter, user: Callable[..., DbCredentials],
+            changer: Callable[[DbCredentials], DbCredentials], leak_scan: LeakScan) -> None:
+        # GIVEN a second rotation whose add_password succeeded (p0 retained before, p1 kept)
+        p0 = user()
+        p1, p2 = self._new(p0, leak_scan), self._new(p0, leak_scan)
+        self._add(adapter, changer(p0), p0.username, p1.password, p0.password)
+        self._add(adapter, changer(p1), p0.username, p2.password, p1.password)
+        # WHEN setSecret is retried: logged in with keep (a new session), and logged in with
+        # the new password (the fallback when keep's login was refused)
+        self._add(adapter, changer(p1), p0.username, p2.password, p1.password)
+        self._add(adapter, changer(p2), p0.username, p2.password, p1.password)
+        # THEN keep still logs in, and so does the new password; the older one stays dropped
+        assert self._logs_in(adapter, p1)
+        assert self._logs_in(adapter, p2)
+        assert not self._logs_in(adapter, p0)
+
+    def test_add_password_keeps_plaintext_out_of_the_server_log(
+            self, target: ContractTarget, adapter: DatabaseAdapter,
+            user: Callable[..., DbCredentials],
+            changer: Callable[[DbCredentials], DbCredentials], leak_scan: LeakScan) -> None:
+        # GIVEN a user WHEN a password is added beside its own
+        keep = user()
+        new = self._new(keep, leak_scan)
+        self._add(adapter, changer(keep), keep.username, new.password, keep.password)
+        # THEN neither password is in the server's log
+        log = target.server.log_text()
+        assert new.password not in log
+        assert keep.password not in log
+
+
+def _add_password(session: DatabaseSession, username: str, password: str, keep: str) -> None:
+    add = getattr(session, "add_password", None)
+    assert callable(add), f"{type(session).__name__} has no add_password"
+    add(username, password, keep)

@@ -1,5 +1,5 @@
-"""Throwaway PostgreSQL and MariaDB servers, and PgBouncer in front of the PostgreSQL, for the
-integration tests (see rotation.tools.sandbox).
+"""Throwaway PostgreSQL, MariaDB and Redis servers, and PgBouncer in front of the PostgreSQL, for
+the integration tests (see rotation.tools.sandbox).
 
 The servers are session-scoped: started on first use, stopped when the session ends. Under
 pytest-xdist every worker is its own session, so each worker gets its own servers on its own free
@@ -50,6 +50,13 @@ def pgbouncer_server(sandbox: Sandbox, pg_server: ServerHandle) -> ServerHandle:
 def mariadb_server(sandbox: Sandbox) -> ServerHandle:
     """MariaDB: TLS on, ``require_secure_transport=ON``."""
     return sandbox.mariadb()
+
+
+@pytest.fixture(scope="session")
+def redis_server(sandbox: Sandbox) -> ServerHandle:
+    """Redis: TLS only, ACL users (``default`` off); logins and the command stream from a
+    MONITOR connection (``log_file``), failed logins from ``ACL LOG``."""
+    return sandbox.redis()
 
 
 @pytest.fixture

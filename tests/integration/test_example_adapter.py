@@ -1,13 +1,16 @@
 """The example plug-in adapter (examples/minimal_postgres) against the sandbox PostgreSQL: the same
 contract suite as the built-in adapters, full rotations through lambda_handler with engine
-``example-postgres``, and its entry point resolved the way an installed plug-in's would be."""
+``example-postgres``, and the example installed with pip into a fresh virtual environment, its
+entry point resolved from outside the repository as an installed plug-in's is."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import uuid
 from collections.abc import Callable
@@ -25,13 +28,15 @@ from tests.rig import Rig, pg_can_login
 pytestmark = pytest.mark.integration
 
 ENGINE = "example-postgres"
-TARGET = "examples.minimal_postgres.adapter:MinimalPostgresAdapter"
+TARGET = "rotation_example_postgres.adapter:MinimalPostgresAdapter"
 EXAMPLE = ROOT / "examples" / "minimal_postgres"
 
 
 @pytest.fixture(autouse=True)
 def example_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the example as the plug-in would through its entry point."""
+    """Register the example as the plug-in would through its entry point, importable from its
+    directory as if installed."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.setattr(rotation.adapters, "BUILTIN", {**rotation.adapters.BUILTIN,
                                                        ENGINE: TARGET})
 
@@ -108,32 +113,47 @@ def test_alternating_users_rotation_through_the_handler(
     assert pg_can_login(pg_server, after_first["username"], after_first["password"])
 
 
-def test_the_entry_point_resolves_to_the_adapter(tmp_path: Path) -> None:
-    # GIVEN the entry point declared in examples/minimal_postgres/pyproject.toml, installed as
-    # pip would record it (a dist-info directory on sys.path)
+def test_pip_installs_the_example_and_its_entry_point_loads_it_anywhere(tmp_path: Path) -> None:
+    # GIVEN the entry point declared in examples/minimal_postgres/pyproject.toml
     project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
-    declared = project["entry-points"][rotation.adapters.ENTRY_POINT_GROUP]
-    assert declared == {ENGINE: TARGET}
-    dist_info = tmp_path / "rotation_example_postgres-0.1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: rotation-example-postgres\nVersion: 0.1.0\n")
-    (dist_info / "entry_points.txt").write_text(
-        f"[{rotation.adapters.ENTRY_POINT_GROUP}]\n"
-        + "".join(f"{name} = {value}\n" for name, value in declared.items()))
+    assert project["entry-points"][rotation.adapters.ENTRY_POINT_GROUP] == {ENGINE: TARGET}
+    # and a fresh virtual environment that sees the framework and its drivers (this one's
+    # site-packages, as Lambda sees the function package and layers) but not the repository
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=60)
+    python = str(venv / "bin" / "python")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONNOUSERSITE": "1"}
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], check=True, capture_output=True, text=True,
+                             env=env, timeout=60).stdout.strip()
+    framework = sysconfig.get_paths()["purelib"]
+    (Path(purelib) / "_framework.pth").write_text(f"import site; site.addsitedir({framework!r})\n")
+    source = shutil.copytree(EXAMPLE, tmp_path / "example", ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))  # a copy: pip builds in the source tree
 
-    # WHEN a fresh interpreter (no monkeypatching) loads the engine by name
-    script = ("from rotation.adapters import available_engines, get_adapter\n"
+    # WHEN pip installs the example (no index, no download: the project is already there)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-index", "--no-deps", "--no-build-isolation", str(source)],
+                   check=True, capture_output=True, text=True, env=env, timeout=120,
+                   cwd=tmp_path)
+    # and a new interpreter in another directory loads the engine by name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = ("import importlib.util\n"
+              "from rotation.adapters import available_engines, get_adapter\n"
               f"adapter = get_adapter({ENGINE!r})\n"
               f"print(type(adapter).__module__, type(adapter).__name__, "
-              f"available_engines()[{ENGINE!r}])")
-    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                         text=True, cwd=ROOT, timeout=60,
-                         env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"})
+              f"available_engines()[{ENGINE!r}], importlib.util.find_spec('examples'))")
+    out = subprocess.run([python, "-c", script], check=True, capture_output=True, text=True,
+                         cwd=elsewhere, env=env, timeout=60)
 
-    # THEN the registry found it through importlib.metadata
-    assert out.stdout.split() == ["examples.minimal_postgres.adapter", "MinimalPostgresAdapter",
-                                  TARGET]
+    # THEN the registry found it through the installed entry point, with no repository on the
+    # path, and pip installed one package and its metadata: no top-level module `adapter`
+    assert out.stdout.split() == ["rotation_example_postgres.adapter", "MinimalPostgresAdapter",
+                                  TARGET, "None"]
+    installed = {entry.name for entry in Path(purelib).iterdir()} - {"_framework.pth"}
+    assert installed == {"rotation_example_postgres", "rotation_example_postgres-0.1.0.dist-info"}
 
 
 def test_a_server_without_tls_is_refused_before_any_login(pg_server_notls: ServerHandle,

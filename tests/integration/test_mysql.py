@@ -405,19 +405,21 @@ def test_hostile_usernames(mariadb_server: Any, adapter: MySQLAdapter, admin: My
 def test_dual_password_on_mariadb_is_a_clear_error(mariadb_server: Any,
                                                    users: Callable[..., tuple[str, str]],
                                                    leak_scan: LeakScan) -> None:
-    # GIVEN dual passwords switched on, against MariaDB
+    # GIVEN a MariaDB server behind `"engine": "mysql"` (the strategy's first check passes)
     username, old = users()
     new = new_password()
     leak_scan.add(new)
-    adapter = MySQLAdapter(AdapterOptions(ca_bundle=mariadb_server.ca_file, dual_password=True))
-    # WHEN a password is set
-    with adapter.connect(credentials(mariadb_server, username, old)) as session, \
+    adapter = MySQLAdapter(AdapterOptions(ca_bundle=mariadb_server.ca_file))
+    assert adapter.supports_dual_password("mysql")
+    # WHEN setSecret adds a second password
+    with adapter.connect(credentials(mariadb_server, username, old, engine="mysql")) as session, \
             pytest.raises(ConfigError) as info:
-        session.set_password(username, new)
+        session.add_password(username, new, old)
     # THEN the error says MariaDB has none and what to use, and nothing changed
     assert "MariaDB has no dual passwords" in str(info.value)
     assert "ROTATION_STRATEGY=alternating-users" in str(info.value)
     assert can_login(mariadb_server, username, old)
+    assert not can_login(mariadb_server, username, new)
 
 
 def test_discard_old_password_is_a_no_op_without_dual_passwords(

@@ -38,7 +38,7 @@ LOCK_PY = ROOT / "layers" / "function" / "lock.py"
 PYPROJECT = ROOT / "pyproject.toml"
 RUNTIME = ROOT / "rotation"
 TOOLS = RUNTIME / "tools"
-DRIVER_LAYERS = ("postgres", "mysql")
+DRIVER_LAYERS = ("postgres", "mysql", "redis")
 # Requirement markers as the Lambda target evaluates them (python3.12, x86_64 Linux)
 TARGET_ENVIRONMENT = {"python_version": TARGET_PY, "python_full_version": f"{TARGET_PY}.0",
                       "implementation_name": "cpython", "platform_system": "Linux",

@@ -38,7 +38,7 @@ def test_handler_import_cost_beyond_boto3_and_powertools() -> None:
 def test_building_the_app_imports_no_driver() -> None:
     code = ("import os; os.environ['AWS_DEFAULT_REGION']='us-east-1'\n"
             "import rotation.handler, sys\nrotation.handler.get_app()\n"
-            "print(any(m.split('.')[0] in ('psycopg','pymysql') for m in sys.modules))")
+            "print(any(m.split('.')[0] in ('psycopg','pymysql','redis') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
     assert out.strip() == "False"

@@ -221,6 +221,9 @@ SETTINGS_ROWS: list[tuple[str, dict[str, str], str]] = [
      "ROTATION_DB_CONNECT_TIMEOUT"),
     ("dual password on", {"ROTATION_MYSQL_DUAL_PASSWORD": "on"},
      "ROTATION_MYSQL_DUAL_PASSWORD"),
+    ("dual password alias beside alternating users",
+     {"ROTATION_STRATEGY": "alternating-users", "ROTATION_MYSQL_DUAL_PASSWORD": "true"},
+     "ROTATION_MYSQL_DUAL_PASSWORD"),
 ]
 
 

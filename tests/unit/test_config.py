@@ -31,8 +31,7 @@ def test_values_are_read(tmp_path: Path) -> None:
         "ROTATION_STRATEGY": "alternating-users", "ROTATION_CA_BUNDLE": str(ca),
         "SECRETS_MANAGER_ENDPOINT": "https://secretsmanager.eu-west-1.amazonaws.com",
         "PASSWORD_LENGTH": "40", "EXCLUDE_CHARACTERS": ":;", "EXCLUDE_NUMBERS": "TRUE",
-        "REQUIRE_EACH_INCLUDED_TYPE": "false", "ROTATION_DB_CONNECT_TIMEOUT": "3",
-        "ROTATION_MYSQL_DUAL_PASSWORD": "true"})
+        "REQUIRE_EACH_INCLUDED_TYPE": "false", "ROTATION_DB_CONNECT_TIMEOUT": "3"})
     assert s.strategy == "alternating-users"
     assert s.ca_bundle == str(ca)
     assert s.endpoint_url == "https://secretsmanager.eu-west-1.amazonaws.com"
@@ -41,7 +40,47 @@ def test_values_are_read(tmp_path: Path) -> None:
     assert s.password_policy.exclude_numbers is True
     assert s.password_policy.require_each_included_type is False
     assert s.connect_timeout == 3.0
-    assert s.mysql_dual_password is True
+    assert s.deprecations == ()
+
+
+@pytest.mark.parametrize(("env", "strategy", "deprecated"), [
+    ({}, "single-user", False),
+    ({"ROTATION_STRATEGY": "dual-password"}, "dual-password", False),
+    ({"ROTATION_STRATEGY": " alternating-users "}, "alternating-users", False),
+    # the deprecated alias: true means dual-password, alone or beside what it used to modify
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": "true"}, "dual-password", True),
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": "TRUE", "ROTATION_STRATEGY": "single-user"},
+     "dual-password", True),
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": "true", "ROTATION_STRATEGY": "dual-password"},
+     "dual-password", True),
+    # false (the old template's default) asks for nothing, beside any strategy
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": "false"}, "single-user", False),
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": "false", "ROTATION_STRATEGY": "alternating-users"},
+     "alternating-users", False),
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": "false", "ROTATION_STRATEGY": "dual-password"},
+     "dual-password", False),
+    ({"ROTATION_MYSQL_DUAL_PASSWORD": ""}, "single-user", False),
+])
+def test_strategy_and_its_deprecated_alias(env: dict[str, str], strategy: str,
+                                           deprecated: bool) -> None:
+    # GIVEN / WHEN the settings are read
+    s = Settings.from_env(env)
+    # THEN the strategy is the one asked for; the alias, when it asks, is reported deprecated
+    assert s.strategy == strategy
+    assert bool(s.deprecations) is deprecated
+    for warning in s.deprecations:
+        assert "ROTATION_MYSQL_DUAL_PASSWORD is deprecated" in warning
+        assert "ROTATION_STRATEGY=dual-password" in warning
+
+
+def test_the_alias_contradicting_the_strategy_is_refused() -> None:
+    # GIVEN alternating users and the alias of dual passwords WHEN read THEN refused, naming both
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ROTATION_STRATEGY": "alternating-users",
+                           "ROTATION_MYSQL_DUAL_PASSWORD": "true"})
+    assert "ROTATION_MYSQL_DUAL_PASSWORD" in str(info.value)
+    assert "ROTATION_STRATEGY=alternating-users" in str(info.value)
+    assert "remove ROTATION_MYSQL_DUAL_PASSWORD" in info.value.hint
 
 
 @pytest.mark.parametrize(("env", "name"), [
@@ -59,6 +98,7 @@ def test_values_are_read(tmp_path: Path) -> None:
     ({"ROTATION_DB_CONNECT_TIMEOUT": "fast"}, "ROTATION_DB_CONNECT_TIMEOUT"),
     ({"ROTATION_DB_CONNECT_TIMEOUT": "600"}, "ROTATION_DB_CONNECT_TIMEOUT"),
     ({"ROTATION_MYSQL_DUAL_PASSWORD": "y"}, "ROTATION_MYSQL_DUAL_PASSWORD"),
+    ({"ROTATION_STRATEGY": "dual"}, "dual-password"),
     ({"EXCLUDE_NUMBERS": "true", "EXCLUDE_PUNCTUATION": "true", "EXCLUDE_UPPERCASE": "true",
       "EXCLUDE_LOWERCASE": "true"}, "EXCLUDE_CHARACTERS"),
     ({"EXCLUDE_CHARACTERS": string.ascii_letters + string.digits + PUNCTUATION},

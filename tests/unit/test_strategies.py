@@ -13,7 +13,7 @@ from rotation.adapters.base import AdapterOptions, DatabaseAdapter
 from rotation.adapters.mysql import MySQLAdapter
 from rotation.adapters.postgres import PostgresAdapter
 from rotation.credentials import DbCredentials, credentials_from_dict
-from rotation.errors import SecretFormatError
+from rotation.errors import ConfigError, SecretFormatError
 
 MYSQL = MySQLAdapter(AdapterOptions())
 POSTGRES = PostgresAdapter(AdapterOptions())
@@ -144,3 +144,50 @@ def test_adapters_without_username_limit_keep_max_username_length(engine: str | 
     with pytest.raises(SecretFormatError, match="allows 10"):
         strategies.check_username_length("u" * 11, adapter, "arn:x", engine=engine)
     assert strategies.username_limit(adapter, engine, "alternating-users") == 10
+
+
+# -- dual-password: the secret's own user, on engines that hold two passwords ------------------
+
+def test_dual_password_rotates_the_secrets_own_user() -> None:
+    # GIVEN a current credential WHEN the pending user is chosen / checked THEN it is the same
+    current = creds("app")
+    assert strategies.pending_username("dual-password", current, MYSQL) == "app"
+    strategies.check_pending_matches("dual-password", current, creds("app"), MYSQL)
+    with pytest.raises(SecretFormatError):
+        strategies.check_pending_matches("dual-password", current, creds("app_clone"), MYSQL)
+
+
+class _NoDualAdapter:
+    """A plug-in written before dual passwords: no supports_dual_password at all."""
+
+    family = "plug"
+    max_username_length = 63
+
+
+class _NoDualToday(_NoDualAdapter):
+    def supports_dual_password(self, engine: str) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("adapter", "engine", "supported"), [
+    (MYSQL, "mysql", True),
+    (MYSQL, "aurora-mysql", True),
+    (MYSQL, "mariadb", False),
+    (POSTGRES, "postgres", False),  # no supports_dual_password: absent means no
+    (POSTGRES, "aurora-postgresql", False),
+    (_NoDualAdapter(), "plug", False),
+    (_NoDualToday(), "plug", False),
+], ids=["mysql", "aurora-mysql", "mariadb", "postgres", "aurora-postgresql", "plug-in without",
+        "plug-in saying no"])
+def test_which_engines_hold_two_passwords(adapter: Any, engine: str, supported: bool) -> None:
+    # GIVEN an adapter and an engine WHEN asked THEN the answer; a refusal names the way out
+    assert strategies.supports_dual_password(adapter, engine) is supported
+    if supported:
+        strategies.check_dual_password_support(adapter, engine, "arn:x")
+        return
+    with pytest.raises(ConfigError) as info:
+        strategies.check_dual_password_support(adapter, engine, "arn:x")
+    message = str(info.value)
+    for words in ("ROTATION_STRATEGY=dual-password", "`engine`", "arn:x", f"`{engine}`",
+                  "single-user", "alternating-users", "`masterarn`"):
+        assert words in message

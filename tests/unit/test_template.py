@@ -29,9 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_TEXT = (ROOT / "template.yaml").read_text(encoding="utf-8")
 EVENTS = ROOT / "events"
 
-ENGINES = ["postgres", "aurora-postgresql", "mysql", "mariadb", "aurora-mysql"]
+ENGINES = ["postgres", "aurora-postgresql", "mysql", "mariadb", "aurora-mysql", "redis"]
 POSTGRES_ENGINES = {"postgres", "aurora-postgresql"}
-STRATEGIES = ["single-user", "alternating-users"]
+RDS_ENGINES = [engine for engine in ENGINES if engine != "redis"]
+DRIVER_LAYERS = {"postgres": "PostgresLayer", "aurora-postgresql": "PostgresLayer",
+                 "mysql": "MysqlLayer", "mariadb": "MysqlLayer", "aurora-mysql": "MysqlLayer",
+                 "redis": "RedisLayer"}
+STRATEGIES = ["single-user", "alternating-users", "dual-password"]
+#: engines whose users hold one password: the dual-password strategy refuses them (a Rule)
+ONE_PASSWORD_ENGINES = {"postgres", "aurora-postgresql", "mariadb"}
 RUNTIMES_AND_ARCHITECTURES = [
     (runtime, arch) for runtime in ("python3.12", "python3.13") for arch in ("x86_64", "arm64")
 ]
@@ -295,7 +301,9 @@ COMBINATIONS = [
         id=f"{engine}-{strategy}-{'vpc' if in_vpc else 'no-vpc'}",
     )
     for index, (engine, strategy, in_vpc) in enumerate(
-        itertools.product(ENGINES, STRATEGIES, [False, True])
+        (engine, strategy, in_vpc)
+        for engine, strategy, in_vpc in itertools.product(ENGINES, STRATEGIES, [False, True])
+        if strategy != "dual-password" or engine not in ONE_PASSWORD_ENGINES
     )
 ]
 
@@ -381,6 +389,12 @@ def test_reserved_concurrency_pattern(value: str, accepted: bool) -> None:
             "VpcSubnetsAndSecurityGroupsTogether",
         ),
         ({"RotationStrategy": "alternating-users"}, "AlternatingUsersNeedMasterSecret"),
+        *[({"RotationStrategy": "dual-password", "Engine": engine},
+           "DualPasswordNeedsAnEngineWithTwoPasswords") for engine in sorted(ONE_PASSWORD_ENGINES)],
+        ({"MysqlDualPassword": "true", "Engine": "mariadb"},
+         "DualPasswordNeedsAnEngineWithTwoPasswords"),
+        ({"MysqlDualPassword": "true", "Engine": "mysql", "RotationStrategy": "alternating-users",
+          "masterSecretArn": MASTER_ARN}, "MysqlDualPasswordIsTheDualPasswordStrategy"),
     ],
 )
 def test_rules_refuse_inconsistent_parameters(overrides: dict[str, str], rule: str) -> None:
@@ -390,6 +404,45 @@ def test_rules_refuse_inconsistent_parameters(overrides: dict[str, str], rule: s
     refused = failed_rules(**values)
     # THEN the matching rule refuses them
     assert refused == [rule]
+
+
+@pytest.mark.parametrize(("strategy", "mysql_dual_password", "variable"), [
+    ("single-user", "false", "single-user"),
+    ("alternating-users", "false", "alternating-users"),
+    ("dual-password", "false", "dual-password"),
+    # the deprecated parameter deploys the strategy; the function gets no deprecated variable
+    ("single-user", "true", "dual-password"),
+    ("dual-password", "true", "dual-password"),
+])
+def test_the_function_gets_the_strategy(strategy: str, mysql_dual_password: str,
+                                        variable: str) -> None:
+    # GIVEN RotationStrategy and the deprecated MysqlDualPassword on a MySQL stack
+    values = {"Engine": "mysql", "RotationStrategy": strategy,
+              "MysqlDualPassword": mysql_dual_password, "SecretArns": SECRET_ARN,
+              **({"masterSecretArn": MASTER_ARN} if strategy == "alternating-users" else {})}
+    # WHEN the stack is worked out
+    function = deployed(**values)["Resources"]["RotationFunction"]["Properties"]
+    environment = function["Environment"]["Variables"]
+    # THEN ROTATION_STRATEGY is the strategy, and the parameters pass the Rules
+    assert value_of(environment["ROTATION_STRATEGY"], parameter_values(TEMPLATE, **values)) \
+        == variable
+    assert "ROTATION_MYSQL_DUAL_PASSWORD" not in environment
+    assert failed_rules(**values) == []
+
+
+@pytest.mark.parametrize("master", [False, True], ids=["no-master", "masterSecretArn"])
+def test_dual_password_reads_the_master_secret_only_when_given(master: bool) -> None:
+    # GIVEN dual-password on MySQL, with or without a master secret (accounts without
+    # APPLICATION_PASSWORD_ADMIN are changed by the master named by "masterarn")
+    values = {"Engine": "mysql", "RotationStrategy": "dual-password", "SecretArns": SECRET_ARN,
+              "masterSecretKmsKeyArn": MASTER_KMS_KEY,
+              **({"masterSecretArn": MASTER_ARN} if master else {})}
+    # WHEN the stack is worked out
+    granted = {s["Sid"] for s in statements(deployed(**values)["Resources"])}
+    # THEN the master secret (and its key) is readable exactly when it is given
+    assert ("ReadMasterSecret" in granted) is master
+    assert ("DecryptMasterSecretKey" in granted) is master
+    assert failed_rules(**values) == []
 
 
 # --- least privilege ---
@@ -538,7 +591,7 @@ def test_function_is_built_with_the_package_path_intact() -> None:
     assert re.search(r"^build-RotationFunction:", makefile, re.M)
 
 
-@pytest.mark.parametrize("layer", ["PostgresLayer", "MysqlLayer"])
+@pytest.mark.parametrize("layer", ["PostgresLayer", "MysqlLayer", "RedisLayer"])
 def test_layers_are_built_for_the_function_runtime_and_architecture(layer: str) -> None:
     # GIVEN a driver layer and the function's Globals
     resource = TEMPLATE["Resources"][layer]
@@ -563,7 +616,7 @@ def test_runtimes_are_limited_to_amazon_linux_2023() -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_only_the_engine_driver_layer_is_deployed_and_attached(engine: str) -> None:
     # GIVEN an Engine value, without the RDS CA layer
-    expected = "PostgresLayer" if engine in POSTGRES_ENGINES else "MysqlLayer"
+    expected = DRIVER_LAYERS[engine]
     # WHEN the stack it would deploy is worked out
     layers, _, layer_resources = function_setup(
         Engine=engine, SecretArns=SECRET_ARN, RdsCaBundle="off"
@@ -607,9 +660,9 @@ def test_rds_ca_layer_and_variable_follow_the_parameters(
     assert ca_variable == variable
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", RDS_ENGINES)
 def test_auto_attaches_the_rds_ca_for_every_rds_engine(engine: str) -> None:
-    # GIVEN an Engine value (all are RDS/Aurora engine names) and the defaults
+    # GIVEN an RDS/Aurora Engine value and the defaults
     # WHEN the stack is worked out
     layers, ca_variable, _ = function_setup(Engine=engine, SecretArns=SECRET_ARN)
     # THEN the default (auto) ships and uses AWS's RDS CA bundle: no hand step for RDS trust
@@ -629,6 +682,24 @@ def test_auto_leaves_an_engine_that_is_never_rds_alone(rds_ca: str, attached: bo
     # THEN auto leaves it alone, on still attaches the layer
     assert conditions["AttachesRdsCaLayer"] is attached
     assert conditions["UsesRdsCaBundle"] is attached
+
+
+@pytest.mark.parametrize(("rds_ca", "ca_bundle", "layers", "variable"), [
+    ("auto", "", ["Ref:RedisLayer"], None),
+    ("auto", USER_CA, ["Ref:RedisLayer"], USER_CA),
+    ("on", "", ["Ref:RedisLayer", "Ref:RdsCaLayer"], RDS_CA_PATH),
+])
+def test_redis_gets_its_driver_layer_and_no_rds_ca_by_default(
+        rds_ca: str, ca_bundle: str, layers: list[str], variable: str | None) -> None:
+    # GIVEN Engine=redis (a self-managed server, not RDS) with RdsCaBundle and CaBundle
+    # WHEN the stack is worked out
+    attached, ca_variable, layer_resources = function_setup(
+        Engine="redis", SecretArns=SECRET_ARN, RdsCaBundle=rds_ca, CaBundle=ca_bundle)
+    # THEN the redis-py layer, the RDS CA only when asked for, and the user's CA when given
+    assert attached == layers
+    assert ca_variable == variable
+    assert "RedisLayer" in layer_resources
+    assert not {"PostgresLayer", "MysqlLayer"} & layer_resources
 
 
 def test_rds_ca_layer_is_built_where_the_function_looks() -> None:
@@ -721,6 +792,7 @@ def test_layer_pins_match_pyproject_extras() -> None:
     # WHEN compared / THEN the layers ship the drivers the tests run with
     assert set(extras["postgres"]) <= pins("postgres")
     assert set(extras["mysql"]) <= pins("mysql")
+    assert set(extras["redis"]) <= pins("redis")
 
 
 # --- events ---
@@ -800,6 +872,7 @@ def test_rotation_tokens_pass_botocore_validation(step: str) -> None:
         ("secret-mariadb.json", "mariadb", False),
         ("secret-postgres-alternating.json", "postgres", True),
         ("secret-mysql-alternating.json", "mysql", True),
+        ("secret-redis.json", "redis", False),
     ],
 )
 def test_sample_secrets_use_aws_keys(name: str, engine: str, alternating: bool) -> None:

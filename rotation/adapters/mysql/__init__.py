@@ -2,7 +2,9 @@
 
 :class:`MySQLAdapter` logs in and hands out a :class:`MySQLSession`, which sets passwords
 (keeping each account's authentication plugin), creates and syncs the clone of alternating
-users, and discards the old one of dual passwords. The parts it is made of (none does I/O):
+users, and adds a second password for the dual-password strategy (MySQL 8.0.14+; its decision
+table is :func:`~rotation.adapters.mysql.server.plan_add_password`). The parts it is made of
+(none does I/O):
 
 * :mod:`~rotation.adapters.mysql.auth`: the authentication plugins, and the password hashes
   computed client-side.
@@ -31,8 +33,11 @@ reads its own ``SHOW CREATE USER``. Driver exceptions are never chained to the f
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
@@ -77,21 +82,29 @@ from rotation.adapters.mysql.names import (
     clone_username,
 )
 from rotation.adapters.mysql.server import (
+    PROBE,
+    AddPlan,
     ServerInfo,
     Statement,
     build_account_query,
     build_accounts_query,
+    build_add_password,
     build_create_user,
     build_default_roles_query,
     build_discard_old_password,
+    build_dual_account_query,
+    build_dual_accounts_query,
     build_set_default_roles,
     build_set_password,
     build_show_create_user,
     build_show_grants,
     check_dual_password_support,
+    describe_add_plan,
+    plan_add_password,
+    stored_as,
 )
 from rotation.credentials import DbCredentials, SslMode
-from rotation.errors import DatabaseError, PrivilegeError, SecretFormatError
+from rotation.errors import DatabaseError, PasswordRefusedError, PrivilegeError, SecretFormatError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +117,14 @@ class AccountInfo:
     plugin: str
     auth_string: str | None = field(default=None, repr=False)
     own: bool = False  # the logged-in account itself
+    #: the secondary password (MySQL 8.0.14+ ``additional_password``): "" when there is none,
+    #: None when it could not be read
+    secondary: str | None = field(default=None, repr=False)
+
+
+#: a login as ``username`` with ``password``, on a second connection to the same server:
+#: True when it succeeds, False when the password is refused (other errors are raised)
+Probe = Callable[[str, str], bool]
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,12 +134,17 @@ class AccountInfo:
 class MySQLSession:
     """An authenticated PyMySQL connection (autocommit). See the module docstring."""
 
-    def __init__(self, conn: Any, credentials: DbCredentials, options: AdapterOptions) -> None:
+    def __init__(self, conn: Any, credentials: DbCredentials, options: AdapterOptions,
+                 probe: Probe | None = None) -> None:
         self._conn: Any = conn
         self._login_user = credentials.username
+        # which password this session logged in with, as a digest: add_password compares it
+        # with ``keep`` (a login with keep proves keep is valid) without holding the password
+        self._login_digest = _digest(credentials.password)
         self._engine = credentials.engine
         self._where = f"{credentials.host}:{credentials.port}"
         self._options = options
+        self._probe = probe
         self._server: ServerInfo | None = None
 
     def __repr__(self) -> str:
@@ -153,40 +179,89 @@ class MySQLSession:
         without CREATE USER may only do that with ``IDENTIFIED BY`` (plaintext over TLS), which
         is used when the pre-hashed form is refused. Another user's name may exist with several
         host parts (``'app'@'%'``, ``'app'@'10.0.%'``): every one of them gets the new password
-        (a master needs CREATE USER for this). With ``dual_password`` (MySQL 8.0.14+) the old
-        password is retained (a user changing itself needs APPLICATION_PASSWORD_ADMIN); to stay
-        idempotent, an account whose stored native hash already is the new password's is left
-        alone (for other plugins the caller must check with a login first, or a second run
-        would retain the new password and drop the old one)."""
+        (a master needs CREATE USER for this). A secondary password (MySQL dual passwords) is
+        left as it is."""
         check_username(username)
         server = self.server
-        dual = self._options.dual_password
-        if dual:
-            check_dual_password_support(server)
-        accounts = self._accounts(username)
-        for info in accounts:
-            if dual and info.plugin == NATIVE and info.auth_string is not None \
-                    and info.auth_string == native_password_hash(password):
-                log.info("account %s already has the new password; not retaining it again",
-                         info.account)
-                continue
-            statement = build_set_password(server, info.account, info.plugin, password,
-                                           retain_current=dual, own=info.own)
-            _redact.register(password, *statement.args)
-            try:
-                self._run(statement)
-                continue
-            except PrivilegeError as exc:
-                # MySQL lets an account without CREATE USER change itself only with
-                # IDENTIFIED BY: fall back to it (plaintext over TLS) for its own account.
-                fallback = (info.own and not server.is_mariadb and info.plugin == NATIVE
-                            and exc.sqlstate == str(ER_SPECIFIC_ACCESS_DENIED))
-                if not fallback:
-                    raise
-            log.info("account %s may not set a pre-hashed password on itself; sending it "
-                     "with IDENTIFIED BY over TLS", info.account)
-            self._run(build_set_password(server, info.account, info.plugin, password,
-                                         retain_current=dual, own=True, hashed=False))
+        for info in self._accounts(username):
+            self._set(server, info, password)
+
+    def add_password(self, username: str, password: str, keep: str) -> None:
+        """Dual passwords (MySQL 8.0.14+): afterwards ``password`` is the primary password of
+        every account of ``username`` and ``keep`` the secondary; the secondary retained
+        before is dropped. Idempotent, and ``keep`` stays valid at every point.
+
+        Which statements run is decided per account from its stored passwords (see
+        :func:`~rotation.adapters.mysql.server.plan_add_password`): nothing when the account
+        already is in that state (a retry), ``ALTER USER ... RETAIN CURRENT PASSWORD`` with the
+        new password when the primary is ``keep`` (a first run), else ``keep`` again and then
+        the new password. For ``caching_sha2_password``/``sha256_password`` (salted hashes) a
+        user changing itself whose account holds a secondary logs in once more, with the new
+        password, to tell a retry from a first run: that login fails on a first run (it counts
+        towards FAILED_LOGIN_ATTEMPTS). The server version is checked before any change
+        (ConfigError on MariaDB and MySQL before 8.0.14). Privileges: a user changing itself
+        needs APPLICATION_PASSWORD_ADMIN; a master changing another account needs CREATE USER
+        and SELECT on ``mysql.user``."""
+        check_username(username)
+        for value in (password, keep):
+            if value == "":
+                raise SecretFormatError("refusing an empty password", key="password",
+                                        hint="rotate to a generated, non-empty password")
+        _redact.register(password, keep)
+        server = self.server
+        check_dual_password_support(server)
+        plans: list[tuple[AccountInfo, AddPlan]] = []
+        for info in self._dual_accounts(username):
+            plan = self._plan(info, password, keep)
+            build_add_password(server, info.account, info.plugin, plan, password, keep,
+                               own=info.own)  # refuses a plugin before any account changes
+            plans.append((info, plan))
+        for info, plan in plans:
+            log.info("account %s: %s", info.account, describe_add_plan(plan))
+            for which in plan:
+                self._set(server, info, password if which == "password" else keep, dual=True)
+
+    def _plan(self, info: AccountInfo, password: str, keep: str) -> AddPlan:
+        primary = stored_as(info.plugin, info.auth_string, password, keep)
+        secondary = stored_as(info.plugin, info.secondary, password, keep, secondary=True)
+        keep_logs_in = info.own and hmac.compare_digest(self._login_digest, _digest(keep))
+        password_logs_in: bool | None = None
+        if info.own and hmac.compare_digest(self._login_digest, _digest(password)):
+            password_logs_in = True
+        plan = plan_add_password(primary, secondary, keep_logs_in=keep_logs_in,
+                                 password_logs_in=password_logs_in)
+        if plan == PROBE:
+            if self._probe is None:
+                plan = ("keep", "password")  # no way to log in again: the sequence safe always
+            else:
+                log.info("account %s: its passwords cannot be compared (%s); logging in with "
+                         "the new password to tell whether it is set", info.account, info.plugin)
+                plan = plan_add_password(primary, secondary, keep_logs_in=keep_logs_in,
+                                         password_logs_in=self._probe(info.account.user,
+                                                                      password))
+        assert plan != PROBE
+        return plan
+
+    def _set(self, server: ServerInfo, info: AccountInfo, password: str, *,
+             dual: bool = False) -> None:
+        """One account's password (with ``dual``: retaining the current one)."""
+        statement = build_set_password(server, info.account, info.plugin, password,
+                                       retain_current=dual, own=info.own)
+        _redact.register(password, *statement.args)
+        try:
+            self._run(statement, dual=dual)
+            return
+        except PrivilegeError as exc:
+            # MySQL lets an account without CREATE USER change itself only with
+            # IDENTIFIED BY: fall back to it (plaintext over TLS) for its own account.
+            fallback = (info.own and not server.is_mariadb and info.plugin == NATIVE
+                        and exc.sqlstate == str(ER_SPECIFIC_ACCESS_DENIED))
+            if not fallback:
+                raise
+        log.info("account %s may not set a pre-hashed password on itself; sending it "
+                 "with IDENTIFIED BY over TLS", info.account)
+        self._run(build_set_password(server, info.account, info.plugin, password,
+                                     retain_current=dual, own=True, hashed=False), dual=dual)
 
     def sync_clone(self, source_username: str, clone_username: str, password: str) -> None:
         """Create ``clone_username`` for every host part of ``source_username`` (same plugin),
@@ -250,15 +325,16 @@ class MySQLSession:
             self._run(statement)
 
     def discard_old_password(self, username: str) -> None:
-        """Drop the retained secondary password of every account of ``username``; a no-op
-        unless ``dual_password`` is on (ConfigError on servers without dual passwords)."""
-        if not self._options.dual_password:
-            return
+        """Drop the secondary password of every account of ``username`` (``DISCARD OLD
+        PASSWORD``); a no-op on servers without dual passwords (MariaDB, MySQL before
+        8.0.14). The default steps no longer call it: :meth:`add_password` drops the older
+        password itself."""
         check_username(username)
         server = self.server
-        check_dual_password_support(server)
+        if not server.supports_dual_passwords:
+            return
         for info in self._accounts(username):
-            self._run(build_discard_old_password(server, info.account))
+            self._run(build_discard_old_password(server, info.account), dual=True)
 
     # -- server and accounts -----------------------------------------------------------------
 
@@ -291,6 +367,22 @@ class MySQLSession:
                                 hint="check `username` in the secret")
         return accounts
 
+    def _dual_accounts(self, username: str) -> list[AccountInfo]:
+        """As :meth:`_accounts`, with each account's secondary password (MySQL 8.0.14+). The
+        logged-in user's own account falls back to SHOW CREATE USER (secondary unknown) when it
+        may not read ``mysql.user``."""
+        if username == self._login_user:
+            return [self._current_account(dual=True)]
+        try:
+            rows = self._run(build_dual_accounts_query(self.server, username))
+        except PrivilegeError as exc:
+            exc.hint = MASTER_PRIVILEGE_HINT
+            raise
+        if not rows:
+            raise DatabaseError(f"user {username!r} does not exist at {self._where}",
+                                hint="check `username` in the secret")
+        return [_dual_info(row, username) for row in rows]
+
     def _lookup_accounts(self, username: str) -> list[AccountInfo]:
         try:
             rows = self._run(build_accounts_query(self.server, username))
@@ -300,7 +392,10 @@ class MySQLSession:
         return [AccountInfo(Account(username, _text(row[0])), normalize_plugin(_text(row[1])),
                             _text(row[2])) for row in rows]
 
-    def _current_account(self) -> AccountInfo:
+    def _current_account(self, *, dual: bool = False) -> AccountInfo:
+        """The logged-in account (CURRENT_USER()), its plugin and stored hash from
+        ``mysql.user``; with ``dual`` its secondary password too (MySQL 8.0.14+). An account
+        that may not read ``mysql.user`` reads its own SHOW CREATE USER (no secondary)."""
         rows = self._run(Statement("SELECT CURRENT_USER()", action="read CURRENT_USER()"))
         current = _text(rows[0][0]) if rows else ""
         prefix = self._login_user + "@"
@@ -311,10 +406,13 @@ class MySQLSession:
                                              "anonymous or proxy account cannot be rotated)")
         account = Account(self._login_user, current[len(prefix):])
         try:
-            rows = self._run(build_account_query(account))
+            rows = self._run(build_dual_account_query(account) if dual
+                             else build_account_query(account))
         except PrivilegeError:
             rows = []
         if rows:
+            if dual:
+                return _dual_info(rows[0], account.user, own=True)
             return AccountInfo(account, normalize_plugin(_text(rows[0][1])), _text(rows[0][2]),
                                own=True)
         # No SELECT on mysql.user: a user may read its own definition.
@@ -376,7 +474,7 @@ class MySQLSession:
 
     # -- execution ---------------------------------------------------------------------------
 
-    def _run(self, statement: Statement) -> list[tuple[Any, ...]]:
+    def _run(self, statement: Statement, *, dual: bool = False) -> list[tuple[Any, ...]]:
         if self._conn is None:
             raise DatabaseError(f"the session to {self._where} is closed",
                                 hint="open a new session")
@@ -389,8 +487,7 @@ class MySQLSession:
                 cursor.execute(statement.sql, statement.args if statement.args else None)
                 rows = [tuple(row) for row in cursor.fetchall()]
         except (pymysql.err.Error, OSError, UnicodeDecodeError) as exc:
-            error = map_statement_error(exc, statement, self._where,
-                                        dual_password=self._options.dual_password)
+            error = map_statement_error(exc, statement, self._where, dual_password=dual)
         else:
             return rows
         raise error  # outside the except block: no driver exception in __context__
@@ -401,6 +498,18 @@ def _noted(error: DatabaseError, note: str) -> DatabaseError:
     noted = type(error)(f"{error.message}; {note}", hint=error.hint,
                         driver_error=error.driver_error, sqlstate=error.sqlstate)
     return noted
+
+
+def _digest(password: str) -> bytes:
+    return hashlib.sha256(password.encode("utf-8")).digest()
+
+
+def _dual_info(row: tuple[Any, ...], username: str, *, own: bool = False) -> AccountInfo:
+    """An AccountInfo from a row of the dual accounts query (Host, plugin,
+    authentication_string, additional_password; a NULL secondary means none)."""
+    secondary = "" if row[3] is None else _text(row[3])
+    return AccountInfo(Account(username, _text(row[0])), normalize_plugin(_text(row[1])),
+                       _text(row[2]), own=own, secondary=secondary)
 
 
 def _text(value: Any) -> str:
@@ -483,8 +592,24 @@ class MySQLAdapter:
         else:
             # PyMySQL re-applies _read_timeout before each read; it has no public setter.
             conn._read_timeout = self.options.statement_timeout
-            return MySQLSession(conn, credentials, self.options)
+            return MySQLSession(conn, credentials, self.options,
+                                probe=lambda user, password: self._logs_in(
+                                    credentials.with_user(user, password)))
         raise error  # outside the except block: no driver exception in __context__
+
+    def _logs_in(self, credentials: DbCredentials) -> bool:
+        """A login with ``credentials`` on a connection of its own: True, or False when the
+        password is refused (any other failure is raised)."""
+        try:
+            self.connect(credentials).close()
+        except PasswordRefusedError:
+            return False
+        return True
+
+    def supports_dual_password(self, engine: str) -> bool:
+        """MySQL (8.0.14+; the server's version is checked at setSecret, before any change) and
+        Aurora MySQL 3 hold two passwords per account; MariaDB has none."""
+        return engine in ("mysql", "aurora-mysql")
 
     def clone_username(self, username: str) -> str:
         """``username + "_clone"``, or, past 32 characters, see :func:`clone_username`."""
@@ -510,6 +635,7 @@ __all__ = [
     "ServerInfo",
     "Statement",
     "build_account_options",
+    "build_add_password",
     "build_create_user",
     "build_discard_old_password",
     "build_set_password",
@@ -521,6 +647,7 @@ __all__ = [
     "native_password_hash",
     "parse_create_user",
     "parse_grant",
+    "plan_add_password",
     "plan_grant_additions",
     "plan_grant_sync",
     "rewrite_grants",

@@ -302,7 +302,9 @@ def map_statement_error(exc: BaseException, statement: Statement, where: str,
         hint = MASTER_PRIVILEGE_HINT
         if dual_password and errno == ER_SPECIFIC_ACCESS_DENIED:
             hint = ("with dual passwords, a user changing its own password needs the "
-                    "APPLICATION_PASSWORD_ADMIN privilege; or use alternating users")
+                    "APPLICATION_PASSWORD_ADMIN privilege: grant it, or add `masterarn` to the "
+                    "secret so that a master user with CREATE USER changes it; or use "
+                    "alternating users")
         return PrivilegeError(f"{what}: the logged-in user lacks a privilege{detail}",
                               hint=hint, **kwargs)
     if errno in (ER_PASSWORD_NO_MATCH, ER_NONEXISTING_GRANT):
@@ -313,6 +315,14 @@ def map_statement_error(exc: BaseException, statement: Statement, where: str,
                              "policy", hint="adjust PASSWORD_LENGTH / EXCLUDE_* so generated "
                                             "passwords satisfy validate_password", **kwargs)
     if errno == ER_CREDENTIALS_CONTRADICT_TO_HISTORY:
+        if dual_password:
+            return DatabaseError(
+                f"{what}: the server's password history refuses setting the current password "
+                "again, which dual passwords need when the account's stored passwords cannot "
+                "be matched (caching_sha2_password, or a state changed outside rotation)",
+                hint="exempt the account from password history (ALTER USER ... PASSWORD HISTORY "
+                     "0 PASSWORD REUSE INTERVAL 0), or use mysql_native_password, or "
+                     "ROTATION_STRATEGY=alternating-users", **kwargs)
         return DatabaseError(f"{what}: the server's password history refuses this password",
                              hint="the password was used before; let the rotation generate a "
                                   "new one", **kwargs)
@@ -325,7 +335,9 @@ def map_statement_error(exc: BaseException, statement: Statement, where: str,
                  ER_PASSWORD_CANNOT_BE_RETAINED_ON_PLUGIN_CHANGE):
         return DatabaseError(f"{what}: the server cannot retain the current password (it is "
                              "empty, or the plugin changes)",
-                             hint="turn dual passwords off for this account", **kwargs)
+                             hint="rotate this account with ROTATION_STRATEGY=single-user or "
+                                  "alternating-users (dual passwords need a non-empty current "
+                                  "password and an unchanged plugin)", **kwargs)
     if errno == ER_WRONG_STRING_LENGTH:
         return DatabaseError(f"{what}: a name is too long for this server (user names: 32 "
                              "characters on MySQL 5.7.8 and later, 16 before, 80 on MariaDB)",

@@ -32,11 +32,13 @@ copies this table; ``a`` is the account, ``'*HEX'`` and ``'<key>'`` hashes compu
 6. Refused for "any other plugin": unix_socket, auth_socket, AWSAuthenticationPlugin (IAM),
    pam, gssapi, LDAP, Kerberos, mysql_no_login, mysql_old_password, ...
 
-With dual passwords (MySQL 8.0.14+), MySQL statements end in ``RETAIN CURRENT PASSWORD``. A
-clone whose plugin differs from its source's is switched with ``ALTER USER ... IDENTIFIED
-{WITH|VIA} <plugin> {AS|USING|BY} ...``; a new clone is made with ``CREATE USER`` in the same
-form (``CREATE USER a IDENTIFIED WITH mysql_native_password AS '*HEX'``, ``... IDENTIFIED BY
-PASSWORD '*HEX'`` on MariaDB, ``... IDENTIFIED VIA ed25519 USING '<key>'``, ...).
+With dual passwords (``ROTATION_STRATEGY=dual-password``, MySQL 8.0.14+), the statements end in
+``RETAIN CURRENT PASSWORD``, and which of them run is decided from the account's stored state
+(:func:`plan_add_password`). A clone whose plugin differs from its source's is switched with
+``ALTER USER ... IDENTIFIED {WITH|VIA} <plugin> {AS|USING|BY} ...``; a new clone is made with
+``CREATE USER`` in the same form (``CREATE USER a IDENTIFIED WITH mysql_native_password AS
+'*HEX'``, ``... IDENTIFIED BY PASSWORD '*HEX'`` on MariaDB, ``... IDENTIFIED VIA ed25519 USING
+'<key>'``, ...).
 
 Syntax is chosen from what the server says it is (:class:`ServerInfo`: ``VERSION()``,
 ``@@version_comment``, ``AURORA_VERSION()``), never from the engine name in the secret:
@@ -44,6 +46,22 @@ Syntax is chosen from what the server says it is (:class:`ServerInfo`: ``VERSION
 * MariaDB: ``'MariaDB'`` in the version (a ``5.5.5-`` prefix is dropped).
 * Dual passwords (``RETAIN CURRENT PASSWORD`` / ``DISCARD OLD PASSWORD``): MySQL 8.0.14 and later
   (Aurora MySQL 3 included). MariaDB has none: use ``ROTATION_STRATEGY=alternating-users``.
+
+Dual passwords (:func:`plan_add_password`). MySQL keeps a primary and at most one secondary
+password per account; the goal of a rotation's setSecret is primary = the new password,
+secondary = the current one (``keep``). ``ALTER USER ... RETAIN CURRENT PASSWORD`` makes the old
+primary the secondary, which is right only when the primary is ``keep``: run again after it
+succeeded (a retry), it would retain the new password and drop ``keep``, the password in use. So
+the statements are chosen from what is stored: the primary's ``authentication_string`` and the
+secondary in ``mysql.user.User_attributes`` (``$.additional_password``), compared with hashes
+computed here for ``mysql_native_password``. ``caching_sha2_password`` and ``sha256_password``
+hashes are salted and cannot be compared: a user changing itself with ``keep`` has proved by
+its login that ``keep`` is one of the two, so only when the account holds a secondary does a
+second login with the new password (one failed login when it is not set yet) tell a retry from
+a first run. Whenever the stored state is not the expected one, ``keep`` is set again before
+the new password, both retaining: every password that logged in before still does after each
+statement, and the end state is the goal (a password-history policy refuses setting ``keep``
+again; that is reported, with nothing changed).
 * ``ALTER USER ... IDENTIFIED WITH ... AS``: MySQL 5.7.6 and later; older MySQL sets the hash with
   ``SET PASSWORD``. MySQL 8 reads a ``SET PASSWORD ... = '<literal>'`` as plaintext, so that form
   is never used there.
@@ -180,13 +198,13 @@ def check_dual_password_support(server: ServerInfo) -> None:
         return
     if server.is_mariadb:
         raise ConfigError(
-            f"dual passwords are enabled, but the server is {server.describe()}, and MariaDB "
-            "has no dual passwords",
-            hint="use ROTATION_STRATEGY=alternating-users, and turn dual passwords off")
+            f"ROTATION_STRATEGY=dual-password needs dual passwords, but the server is "
+            f"{server.describe()}, and MariaDB has no dual passwords",
+            hint="use ROTATION_STRATEGY=alternating-users (or single-user) for this secret")
     raise ConfigError(
-        f"dual passwords are enabled, but the server is {server.describe()}; they need "
-        "MySQL 8.0.14 or later",
-        hint="upgrade the server, or use ROTATION_STRATEGY=alternating-users")
+        f"ROTATION_STRATEGY=dual-password needs dual passwords, but the server is "
+        f"{server.describe()}; they need MySQL 8.0.14 or later",
+        hint="upgrade the server, or use ROTATION_STRATEGY=alternating-users (or single-user)")
 
 
 def _check_plugin(server: ServerInfo, account: Account, plugin: str) -> None:
@@ -334,6 +352,113 @@ def build_discard_old_password(server: ServerInfo, account: Account) -> Statemen
                            action=f"discard the old password of {account}")
 
 
+# --------------------------------------------------------------------------------------------
+# Dual passwords (pure): what is stored, what to run
+# --------------------------------------------------------------------------------------------
+
+#: what a stored password is, compared with the two a rotation knows: the new one
+#: ("password"), the current one ("keep"), another one ("other"), no secondary at all
+#: ("none"), or not comparable (salted hashes, or the secondary could not be read: "unknown")
+Stored = Literal["password", "keep", "other", "none", "unknown"]
+#: ask again with ``password_logs_in`` (a login with the new password, on a second connection)
+PROBE: Literal["probe"] = "probe"
+#: the passwords to set, in order, each with RETAIN CURRENT PASSWORD
+AddPlan = tuple[Literal["keep", "password"], ...]
+
+
+def stored_as(plugin: str, stored: str | None, password: str, keep: str, *,
+              secondary: bool = False) -> Stored:
+    """What ``stored`` (an ``authentication_string`` or ``additional_password``) holds.
+
+    ``None`` is "unknown" for the primary (not read) and for the secondary (not readable); an
+    empty secondary is "none". Only ``mysql_native_password`` hashes (``*HEX``, unsalted) can be
+    compared; any other plugin's are "unknown"."""
+    if stored is None:
+        return "unknown"
+    text = stored.strip()
+    if secondary and text == "":
+        return "none"
+    if normalize_plugin(plugin) != NATIVE:
+        return "unknown"
+    if text.upper() == native_password_hash(password):
+        return "password"
+    if text.upper() == native_password_hash(keep):
+        return "keep"
+    return "other"
+
+
+def plan_add_password(primary: Stored, secondary: Stored, *, keep_logs_in: bool,
+                      password_logs_in: bool | None = None) -> AddPlan | Literal["probe"]:
+    """The passwords to set (each retaining the current one) so that afterwards the primary is
+    the new password and the secondary ``keep``; or :data:`PROBE` when only a login with the
+    new password can tell (then ask again with ``password_logs_in``).
+
+    ``keep_logs_in``: the session logged in as this account with ``keep`` (the user changing
+    itself), which proves ``keep`` is the primary or the secondary.
+
+    ``("keep", "password")`` is the safe sequence for any state: ``keep`` becomes the primary
+    (the previous primary is retained), then the new password does (``keep`` is retained).
+    Every password valid before stays valid after the first statement, so a crash between
+    the two loses nothing, and a retry runs the same plan again."""
+    if primary == "keep":
+        return ("password",)  # the first run: retain keep, add the new one
+    if primary == "password":
+        if secondary == "keep" or (secondary == "unknown" and keep_logs_in):
+            return ()  # already done (a retry): running RETAIN again would drop keep
+        return ("keep", "password")
+    if primary == "unknown" and keep_logs_in:
+        if secondary == "none":
+            return ("password",)  # keep logs in and there is no secondary: it is the primary
+        if password_logs_in is None:
+            return PROBE
+        if password_logs_in:
+            # Both log in; this adapter only ever makes the new password valid as the primary
+            # (or, in the safe sequence, with keep in the other place, which the next
+            # rotation's safe sequence handles): nothing to do.
+            return ()
+    return ("keep", "password")
+
+
+def describe_add_plan(plan: AddPlan) -> str:
+    """``plan`` in words, for log lines (no secret)."""
+    if plan == ():
+        return "already holds the new password beside the current one; nothing to do"
+    if plan == ("password",):
+        return "the new password, retaining the current one"
+    return ("the current password again (the stored state is not the expected one), then the "
+            "new one, each retaining the password before")
+
+
+def build_add_password(server: ServerInfo, account: Account, plugin: str | None, plan: AddPlan,
+                       password: str, keep: str, *, own: bool = False,
+                       hashed: bool = True) -> list[Statement]:
+    """The statements of ``plan`` for ``account`` (MySQL 8.0.14+; ConfigError elsewhere): one
+    ``ALTER USER ... RETAIN CURRENT PASSWORD`` per password to set, in order."""
+    check_dual_password_support(server)
+    values = {"password": password, "keep": keep}
+    return [build_set_password(server, account, plugin, values[which], retain_current=True,
+                               own=own, hashed=hashed) for which in plan]
+
+
+def build_dual_accounts_query(server: ServerInfo, username: str) -> Statement:
+    """Every account named ``username``, with its plugin, primary and secondary password
+    (MySQL 8.0.14+ keeps the secondary in ``User_attributes``)."""
+    check_dual_password_support(server)
+    return Statement(
+        "SELECT Host, plugin, authentication_string, "
+        "JSON_UNQUOTE(JSON_EXTRACT(User_attributes, '$.additional_password')) "
+        "FROM mysql.user WHERE User = %s ORDER BY Host",
+        (username,), action=f"look up the accounts and passwords of user {username!r}")
+
+
+def build_dual_account_query(account: Account) -> Statement:
+    return Statement(
+        "SELECT Host, plugin, authentication_string, "
+        "JSON_UNQUOTE(JSON_EXTRACT(User_attributes, '$.additional_password')) "
+        "FROM mysql.user WHERE User = %s AND Host = %s",
+        (account.user, account.host), action=f"look up the passwords of the account {account}")
+
+
 def build_show_grants(account: Account) -> Statement:
     return Statement.build("SHOW GRANTS FOR {0}", [account],
                            action=f"read the grants of {account}")
@@ -374,16 +499,25 @@ def build_set_default_roles(account: Account, roles: Sequence[Account]) -> State
 
 
 __all__ = [
+    "PROBE",
+    "AddPlan",
     "ServerInfo",
     "Statement",
+    "Stored",
     "build_account_query",
     "build_accounts_query",
+    "build_add_password",
     "build_create_user",
     "build_default_roles_query",
     "build_discard_old_password",
+    "build_dual_account_query",
+    "build_dual_accounts_query",
     "build_set_default_roles",
     "build_set_password",
     "build_show_create_user",
     "build_show_grants",
     "check_dual_password_support",
+    "describe_add_plan",
+    "plan_add_password",
+    "stored_as",
 ]

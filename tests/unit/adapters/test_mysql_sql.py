@@ -28,6 +28,7 @@ from rotation.adapters.mysql import (
     ServerInfo,
     Statement,
     build_account_options,
+    build_add_password,
     build_create_user,
     build_discard_old_password,
     build_set_password,
@@ -39,6 +40,7 @@ from rotation.adapters.mysql import (
     native_password_hash,
     parse_create_user,
     parse_grant,
+    plan_add_password,
     plan_grant_additions,
     plan_grant_sync,
     rewrite_grants,
@@ -46,7 +48,7 @@ from rotation.adapters.mysql import (
 )
 from rotation.adapters.mysql.grants import tokenize
 from rotation.adapters.mysql.names import check_username, quote_identifier
-from rotation.adapters.mysql.server import build_set_default_roles
+from rotation.adapters.mysql.server import build_set_default_roles, stored_as
 from rotation.credentials import DbCredentials, credentials_from_dict
 from rotation.errors import (
     ConfigError,
@@ -997,7 +999,7 @@ def test_only_a_wrong_password_is_a_password_refusal(
         (1820, LoginError, False, ["expired"]),
         (1226, DatabaseError, False, ["resource limit", "MAX_QUERIES_PER_HOUR"]),
         (1227, PrivilegeError, False, ["lacks a privilege", "CREATE USER"]),
-        (1227, PrivilegeError, True, ["APPLICATION_PASSWORD_ADMIN"]),
+        (1227, PrivilegeError, True, ["APPLICATION_PASSWORD_ADMIN", "`masterarn`"]),
         (1142, PrivilegeError, False, ["lacks a privilege"]),
         (1044, PrivilegeError, False, ["lacks a privilege"]),
         (1410, PrivilegeError, False, ["lacks a privilege"]),
@@ -1007,8 +1009,10 @@ def test_only_a_wrong_password_is_a_password_refusal(
         (1819, DatabaseError, False, ["password policy", "PASSWORD_LENGTH"]),
         (1470, DatabaseError, False, ["too long"]),
         (3638, DatabaseError, False, ["password history"]),
+        (3638, DatabaseError, True, ["password history", "PASSWORD HISTORY 0",
+                                     "mysql_native_password", "alternating-users"]),
         (3892, PrivilegeError, False, ["REQUIRE CURRENT"]),
-        (3895, DatabaseError, False, ["cannot retain"]),
+        (3895, DatabaseError, False, ["cannot retain", "single-user or alternating-users"]),
         (1064, DatabaseError, False, ["syntax"]),
         (2013, DbTimeoutError, False, ["no answer"]),
         (2006, ConnectError, False, ["connection was lost"]),
@@ -1158,11 +1162,15 @@ def responder(server: tuple[str, str], tables: dict[str, Any]) -> Responder:
     return respond
 
 
-def session(respond: Responder, *, dual: bool = False, user: str = "app",
-            engine: str = "mysql") -> tuple[MySQLSession, FakeConnection]:
+def session(respond: Responder, *, user: str = "app", engine: str = "mysql",
+            password: str | None = None, probe: Callable[[str, str], bool] | None = None,
+            ) -> tuple[MySQLSession, FakeConnection]:
+    """A session on a scripted connection, logged in as ``user`` (with ``password``: the one
+    the session knows it logged in with; default: the creds() default)."""
     conn = FakeConnection(respond)
-    return MySQLSession(conn, creds(username=user, engine=engine),
-                        AdapterOptions(dual_password=dual)), conn
+    login = creds(username=user, engine=engine) if password is None else \
+        creds(username=user, engine=engine, password=password)
+    return MySQLSession(conn, login, AdapterOptions(), probe=probe), conn
 
 
 NEW = "Nw-3b5c7d9e1f-unit"
@@ -1275,38 +1283,353 @@ def test_a_missing_user_is_an_error() -> None:
     assert "'ghost' does not exist" in str(info.value)
 
 
-def test_dual_password_retains_once_and_discards() -> None:
-    # GIVEN MySQL 8.0.14 with dual passwords, and an account already holding the new password
-    rows: list[tuple[Any, ...]] = [("%", "mysql_native_password", "*OLDHASH")]
-    s, conn = session(responder(("8.0.14", ""), {
-        "SELECT CURRENT_USER()": [("app@%",)], "SELECT Host, plugin": rows}), dual=True)
-    with s:
-        # WHEN the password is set THEN the current one is retained
-        s.set_password("app", NEW)
-        assert conn.executed[-1].endswith(" RETAIN CURRENT PASSWORD")
-        # WHEN it is set again after the server stored it THEN nothing runs (a second RETAIN
-        # would drop the old password apps still use)
-        rows[0] = ("%", "mysql_native_password", NEW_HASH)
-        count = len(conn.executed)
-        s.set_password("app", NEW)
-        assert not any("ALTER USER" in sql for sql in conn.executed[count:])
-        # WHEN the old password is discarded
-        s.discard_old_password("app")
-        assert conn.executed[-1] == "ALTER USER `app`@`%` DISCARD OLD PASSWORD"
-
-
 def test_discard_is_a_no_op_without_dual_passwords() -> None:
+    # GIVEN MariaDB WHEN the old password is discarded THEN only the version was read
     s, conn = session(responder(("10.11.19-MariaDB", ""), {}))
     with s:
         s.discard_old_password("app")
-    assert conn.executed == []
+    assert conn.executed == ["SELECT VERSION(), @@version_comment"]
 
 
-def test_dual_password_on_mariadb_fails_before_any_change() -> None:
-    s, conn = session(responder(("10.11.19-MariaDB", ""), {}), dual=True)
+def test_discard_drops_the_secondary_on_mysql_8() -> None:
+    s, conn = session(responder(("8.0.36", ""), {
+        "SELECT CURRENT_USER()": [("app@%",)],
+        "SELECT Host, plugin": [("%", "mysql_native_password", "*OLD")]}))
+    with s:
+        s.discard_old_password("app")
+    assert conn.executed[-1] == "ALTER USER `app`@`%` DISCARD OLD PASSWORD"
+
+
+# --------------------------------------------------------------------------------------------
+# Dual passwords: the decision table, its statements, and the session's add_password
+# --------------------------------------------------------------------------------------------
+
+PASSWORD, KEEP, OLDER = "Nw-new-9f8e7d", "Cur-keep-1a2b3c", "Old-older-4d5e6f"
+P_HASH, K_HASH, O_HASH = (native_password_hash(p) for p in (PASSWORD, KEEP, OLDER))
+CACHING_HASH = "$A$005$salted-and-not-comparable"
+
+
+@pytest.mark.parametrize(("plugin", "stored", "secondary", "expected"), [
+    ("mysql_native_password", P_HASH, False, "password"),
+    ("mysql_native_password", K_HASH.lower(), False, "keep"),
+    ("mysql_native_password", O_HASH, False, "other"),
+    ("mysql_native_password", "", False, "other"),  # an empty password
+    ("mysql_native_password", None, False, "unknown"),  # not read
+    ("mysql_native_password", "", True, "none"),  # no secondary
+    ("mysql_native_password", K_HASH, True, "keep"),
+    ("mysql_native_password", None, True, "unknown"),  # not readable
+    ("caching_sha2_password", CACHING_HASH, False, "unknown"),
+    ("caching_sha2_password", CACHING_HASH, True, "unknown"),
+    ("caching_sha2_password", "", True, "none"),
+    ("sha256_password", CACHING_HASH, False, "unknown"),
+])
+def test_what_a_stored_password_is(plugin: str, stored: str | None, secondary: bool,
+                                   expected: str) -> None:
+    # GIVEN a stored primary (or secondary) WHEN compared with the rotation's two passwords
+    # THEN only unsalted native hashes are matched
+    assert stored_as(plugin, stored, PASSWORD, KEEP, secondary=secondary) == expected
+
+
+# (primary, secondary, keep_logs_in, password_logs_in) -> plan
+ADD_PLANS = [
+    # a first run: the primary is keep
+    ("keep", "other", False, None, ("password",)),
+    ("keep", "none", True, None, ("password",)),
+    ("keep", "unknown", True, None, ("password",)),
+    ("keep", "password", False, None, ("password",)),  # after the safe sequence's first half
+    # a retry after success: nothing, which is the whole point (RETAIN would drop keep)
+    ("password", "keep", False, None, ()),
+    ("password", "keep", True, None, ()),
+    ("password", "unknown", True, None, ()),  # keep logged in, so keep is the secondary
+    # the primary is the new password but keep is not (provably) the secondary: keep again
+    ("password", "unknown", False, None, ("keep", "password")),
+    ("password", "none", False, None, ("keep", "password")),
+    ("password", "other", True, None, ("keep", "password")),
+    # someone else's password is the primary (changed outside rotation, with RETAIN)
+    ("other", "keep", True, None, ("keep", "password")),
+    ("other", "other", False, None, ("keep", "password")),
+    ("other", "unknown", False, True, ("keep", "password")),
+    # salted hashes (caching_sha2_password): what logins prove decides
+    ("unknown", "none", True, None, ("password",)),
+    ("unknown", "unknown", True, None, "probe"),
+    ("unknown", "unknown", True, True, ()),
+    ("unknown", "unknown", True, False, ("keep", "password")),
+    ("unknown", "keep", True, None, "probe"),
+    ("unknown", "unknown", False, None, ("keep", "password")),  # a master: no probing
+    ("unknown", "none", False, None, ("keep", "password")),
+    ("unknown", "unknown", False, True, ("keep", "password")),  # logged in with the new one
+]
+
+
+@pytest.mark.parametrize(("primary", "secondary", "keep_logs_in", "password_logs_in",
+                          "expected"), ADD_PLANS)
+def test_add_password_plan(primary: Any, secondary: Any, keep_logs_in: bool,
+                           password_logs_in: bool | None, expected: Any) -> None:
+    # GIVEN what is stored and what logins proved WHEN planned THEN the table's answer
+    assert plan_add_password(primary, secondary, keep_logs_in=keep_logs_in,
+                             password_logs_in=password_logs_in) == expected
+
+
+def _apply(state: tuple[str, str | None], plan: tuple[str, ...]) -> tuple[str, str | None]:
+    """MySQL's semantics of ``ALTER USER ... IDENTIFIED BY x RETAIN CURRENT PASSWORD``: x
+    becomes the primary, the primary before becomes the secondary."""
+    for which in plan:
+        state = (which, state[0])
+    return state
+
+
+# Every stored state (primary, secondary) a login can meet: a user changing itself logged in
+# with keep, so keep is one of the two; a master may meet any state.
+STATES = [
+    pytest.param(primary, secondary, comparable, own,
+                 id=f"{'self' if own else 'master'}-{'native' if comparable else 'caching'}-"
+                    f"{primary}-{secondary}")
+    for primary in ("keep", "password", "other")
+    for secondary in ("keep", "password", "other", None)
+    for comparable in (True, False)
+    for own in (True, False)
+    if not own or "keep" in (primary, secondary)
+]
+
+
+@pytest.mark.parametrize(("primary", "secondary", "comparable", "own"), STATES)
+def test_every_state_reaches_the_goal_and_keep_never_stops_working(
+        primary: str, secondary: str | None, comparable: bool, own: bool) -> None:
+    # GIVEN a stored state, seen as MySQL shows it (caching_sha2 hashes: not comparable)
+    valid = {primary, secondary} - {None}
+    seen_primary: Any = primary if comparable else "unknown"
+    seen_secondary: Any = ("none" if secondary is None else secondary) if comparable else \
+        ("none" if secondary is None else "unknown")
+
+    # WHEN it is planned (asking a login with the new password where the table says so)
+    plan = plan_add_password(seen_primary, seen_secondary, keep_logs_in=own)
+    if plan == "probe":
+        plan = plan_add_password(seen_primary, seen_secondary, keep_logs_in=own,
+                                 password_logs_in="password" in valid)
+    assert plan != "probe"
+
+    # THEN keep works after every statement (a crash between two loses nothing), and the end
+    # state is primary = the new password, secondary = keep, or, where both already log in
+    # and nothing can tell which is which, unchanged
+    state: tuple[str, str | None] = (primary, secondary)
+    for which in plan:
+        state = _apply(state, (which,))
+        assert "keep" in state
+    if plan == () and not comparable:
+        assert {state[0], state[1]} == {"keep", "password"}
+    else:
+        assert state == ("password", "keep")
+
+
+@pytest.mark.parametrize(("plugin", "plan", "expected"), [
+    ("mysql_native_password", ("password",),
+     [f"ALTER USER `app`@`%` IDENTIFIED WITH mysql_native_password AS '{P_HASH}' "
+      "RETAIN CURRENT PASSWORD"]),
+    ("mysql_native_password", ("keep", "password"),
+     [f"ALTER USER `app`@`%` IDENTIFIED WITH mysql_native_password AS '{K_HASH}' "
+      "RETAIN CURRENT PASSWORD",
+      f"ALTER USER `app`@`%` IDENTIFIED WITH mysql_native_password AS '{P_HASH}' "
+      "RETAIN CURRENT PASSWORD"]),
+    ("caching_sha2_password", ("password",),
+     [f"ALTER USER `app`@`%` IDENTIFIED BY '{PASSWORD}' RETAIN CURRENT PASSWORD"]),
+    ("caching_sha2_password", ("keep", "password"),
+     [f"ALTER USER `app`@`%` IDENTIFIED BY '{KEEP}' RETAIN CURRENT PASSWORD",
+      f"ALTER USER `app`@`%` IDENTIFIED BY '{PASSWORD}' RETAIN CURRENT PASSWORD"]),
+    ("mysql_native_password", (), []),
+])
+@pytest.mark.parametrize("server", DUAL_SERVERS, ids=ids)
+def test_add_password_statements(server: ServerInfo, plugin: str, plan: Any,
+                                 expected: list[str]) -> None:
+    # GIVEN MySQL 8.0.14+ WHEN a plan's statements are built THEN one RETAIN per password,
+    # native passwords as client-side hashes only
+    statements = build_add_password(server, APP, plugin, plan, PASSWORD, KEEP)
+    assert [st.render() for st in statements] == expected
+    if plugin == "mysql_native_password":
+        assert not any(PASSWORD in st.render() or KEEP in st.render() for st in statements)
+
+
+@pytest.mark.parametrize("server", NO_DUAL_SERVERS, ids=ids)
+def test_add_password_statements_elsewhere_are_refused(server: ServerInfo) -> None:
+    with pytest.raises(ConfigError, match="ROTATION_STRATEGY=dual-password"):
+        build_add_password(server, APP, None, ("password",), PASSWORD, KEEP)
+
+
+def dual_responder(server: tuple[str, str], accounts: list[tuple[Any, ...]], *,
+                   current: str = "app@%",
+                   extra: dict[str, Any] | None = None) -> Responder:
+    """A MySQL 8 server whose mysql.user rows are ``accounts`` (Host, plugin, auth, secondary);
+    ``accounts`` may change between calls (the test mutates the list)."""
+    def respond(sql: str) -> list[tuple[Any, ...]]:
+        if sql == "SELECT VERSION(), @@version_comment":
+            return [server]
+        for prefix, rows in (extra or {}).items():
+            if sql.startswith(prefix):
+                if isinstance(rows, BaseException):
+                    raise rows
+                return list(rows)
+        if sql == "SELECT CURRENT_USER()":
+            return [(current,)]
+        if sql.startswith("SELECT Host, plugin, authentication_string, JSON_UNQUOTE"):
+            if "AND Host" in sql:
+                host = current.split("@", 1)[1]
+                return [row for row in accounts if f"'{row[0]}'" in sql and row[0] == host]
+            return list(accounts)
+        return []
+    return respond
+
+
+def alters(conn: FakeConnection) -> list[str]:
+    return [sql for sql in conn.executed if sql.startswith("ALTER USER")]
+
+
+def test_add_password_first_run_retains_keep_once() -> None:
+    # GIVEN a native account changing itself, logged in with keep, an older password retained
+    accounts = [("%", "mysql_native_password", K_HASH, O_HASH)]
+    s, conn = session(dual_responder(("8.0.36", ""), accounts), password=KEEP)
+    # WHEN the new password is added
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    # THEN one ALTER USER with its hash, retaining keep (the older one drops out); the account
+    # was read with its secondary, and no plaintext went to the server
+    assert alters(conn) == [f"ALTER USER `app`@`%` IDENTIFIED WITH mysql_native_password AS "
+                            f"'{P_HASH}' RETAIN CURRENT PASSWORD"]
+    assert any("additional_password" in sql for sql in conn.executed)
+    assert not any(PASSWORD in sql or KEEP in sql for sql in conn.executed)
+
+
+def test_add_password_retried_after_success_changes_nothing() -> None:
+    # GIVEN an account that already holds the new password as primary and keep as secondary
+    accounts = [("%", "mysql_native_password", P_HASH, K_HASH)]
+    s, conn = session(dual_responder(("8.0.36", ""), accounts), password=KEEP)
+    # WHEN setSecret is retried THEN nothing is altered (RETAIN again would drop keep; this is
+    # what ROTATION_MYSQL_DUAL_PASSWORD's retry could do)
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    assert alters(conn) == []
+
+
+def test_add_password_without_select_on_mysql_user_trusts_the_login() -> None:
+    # GIVEN a user that may not read mysql.user, whose primary (SHOW CREATE USER) is the new one
+    denied = pymysql.err.OperationalError(1142, "SELECT command denied to user 'app'")
+    create = f"CREATE USER `app`@`%` IDENTIFIED WITH 'mysql_native_password' AS '{P_HASH}'"
+    s, conn = session(dual_responder(("8.0.36", ""), [], extra={
+        "SELECT Host, plugin": denied, "SHOW CREATE USER": [(create,)]}), password=KEEP)
+    # WHEN it adds the password (a retry) THEN keep's login proves keep is the secondary
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    assert alters(conn) == []
+    assert "SHOW CREATE USER `app`@`%`" in conn.executed
+
+
+def test_add_password_caching_sha2_probes_once_when_a_secondary_exists() -> None:
+    # GIVEN a caching_sha2_password account with a secondary (salted: nothing to compare)
+    accounts = [("%", "caching_sha2_password", CACHING_HASH, CACHING_HASH)]
+    probes: list[tuple[str, str]] = []
+
+    def probe(user: str, password: str) -> bool:
+        probes.append((user, password))
+        return False  # a first run: the new password does not log in yet
+
+    s, conn = session(dual_responder(("8.0.36", ""), accounts), password=KEEP, probe=probe)
+    # WHEN the new password is added
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    # THEN one login with the new password (refused), then keep again and the new one, each
+    # retaining: keep works throughout, whichever of the two it was
+    assert probes == [("app", PASSWORD)]
+    assert alters(conn) == [
+        f"ALTER USER `app`@`%` IDENTIFIED BY '{KEEP}' RETAIN CURRENT PASSWORD",
+        f"ALTER USER `app`@`%` IDENTIFIED BY '{PASSWORD}' RETAIN CURRENT PASSWORD"]
+
+
+def test_add_password_caching_sha2_retry_is_recognised_by_the_probe() -> None:
+    accounts = [("%", "caching_sha2_password", CACHING_HASH, CACHING_HASH)]
+    s, conn = session(dual_responder(("8.0.36", ""), accounts), password=KEEP,
+                      probe=lambda user, password: True)
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    assert alters(conn) == []
+
+
+def test_add_password_caching_sha2_without_secondary_needs_no_probe() -> None:
+    # GIVEN the first dual rotation of a caching_sha2_password account (no secondary yet)
+    accounts = [("%", "caching_sha2_password", CACHING_HASH, None)]
+
+    def probe(user: str, password: str) -> bool:
+        raise AssertionError("no second login is needed")
+
+    s, conn = session(dual_responder(("8.0.36", ""), accounts), password=KEEP, probe=probe)
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    # THEN keep, which logged in, is the primary: one RETAIN
+    assert alters(conn) == [
+        f"ALTER USER `app`@`%` IDENTIFIED BY '{PASSWORD}' RETAIN CURRENT PASSWORD"]
+
+
+def test_add_password_by_a_master_for_every_host() -> None:
+    # GIVEN a master (masterarn) and a user on two hosts: native (retry done) and caching_sha2
+    accounts = [("%", "mysql_native_password", P_HASH, K_HASH),
+                ("10.0.%", "caching_sha2_password", CACHING_HASH, CACHING_HASH)]
+    s, conn = session(dual_responder(("8.0.36", ""), accounts, current="admin@%"),
+                      user="admin", password="master-pw-0")
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    # THEN the native account is left alone, the caching_sha2 one gets the safe sequence (a
+    # master cannot prove which password is which, and does not probe)
+    assert alters(conn) == [
+        f"ALTER USER `app`@`10.0.%` IDENTIFIED BY '{KEEP}' RETAIN CURRENT PASSWORD",
+        f"ALTER USER `app`@`10.0.%` IDENTIFIED BY '{PASSWORD}' RETAIN CURRENT PASSWORD"]
+
+
+def test_add_password_refuses_an_unrotatable_plugin_before_any_change() -> None:
+    # GIVEN a user on two hosts, the second an IAM account
+    accounts = [("%", "mysql_native_password", K_HASH, None),
+                ("10.0.%", "AWSAuthenticationPlugin", "RDS", None)]
+    s, conn = session(dual_responder(("8.0.36", ""), accounts, current="admin@%"),
+                      user="admin")
+    with s, pytest.raises(DatabaseError, match="AWSAuthenticationPlugin"):
+        s.add_password("app", PASSWORD, KEEP)
+    assert alters(conn) == []
+
+
+def test_add_password_own_native_without_create_user_sends_identified_by() -> None:
+    # GIVEN a MySQL account without CREATE USER (but with APPLICATION_PASSWORD_ADMIN)
+    denied = pymysql.err.OperationalError(1227, "Access denied; you need CREATE USER")
+    accounts = [("%", "mysql_native_password", K_HASH, None)]
+    s, conn = session(dual_responder(("8.0.36", ""), accounts, extra={
+        "ALTER USER `app`@`%` IDENTIFIED WITH": denied}), password=KEEP)
+    with s:
+        s.add_password("app", PASSWORD, KEEP)
+    # THEN the hashed form was tried, then the plaintext form, both retaining
+    assert alters(conn)[-1] == \
+        f"ALTER USER `app`@`%` IDENTIFIED BY '{PASSWORD}' RETAIN CURRENT PASSWORD"
+
+
+def test_add_password_without_application_password_admin_names_the_fixes() -> None:
+    denied = pymysql.err.OperationalError(
+        1227, "Access denied; you need (at least one of) the APPLICATION_PASSWORD_ADMIN")
+    accounts = [("%", "caching_sha2_password", CACHING_HASH, None)]
+    s, _ = session(dual_responder(("8.0.36", ""), accounts, extra={"ALTER USER": denied}),
+                   password=KEEP)
+    with s, pytest.raises(PrivilegeError) as info:
+        s.add_password("app", PASSWORD, KEEP)
+    assert "APPLICATION_PASSWORD_ADMIN" in str(info.value)
+    assert "`masterarn`" in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("version", ["10.11.19-MariaDB", "8.0.13", "5.7.44"])
+def test_add_password_without_dual_passwords_fails_before_any_change(version: str) -> None:
+    s, conn = session(responder((version, ""), {}), password=KEEP)
     with s, pytest.raises(ConfigError, match="alternating-users"):
-        s.set_password("app", NEW)
-    assert not any("PASSWORD" in sql for sql in conn.executed)
+        s.add_password("app", PASSWORD, KEEP)
+    assert conn.executed == ["SELECT VERSION(), @@version_comment"]
+
+
+def test_adapter_says_which_engines_have_dual_passwords() -> None:
+    adapter = MySQLAdapter(AdapterOptions())
+    assert [adapter.supports_dual_password(e) for e in ("mysql", "aurora-mysql", "mariadb")] \
+        == [True, True, False]
 
 
 def test_aurora_version_is_asked_for_aurora_engines() -> None:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from rotation.adapters import BUILTIN, available_engines, get_adapter, load_adapter_class
-from rotation.errors import UnsupportedEngineError
+from rotation.adapters import (
+    BUILTIN,
+    ENTRY_POINT_GROUP,
+    available_engines,
+    get_adapter,
+    load_adapter_class,
+)
+from rotation.errors import AdapterLoadError, UnsupportedEngineError
 
 
 def test_builtin_engines_cover_aws_engine_names() -> None:
@@ -33,6 +40,72 @@ def test_unloadable_adapter_says_what_was_tried(monkeypatch: pytest.MonkeyPatch)
     assert "not_a_module_abc:Adapter" in str(info.value)
     assert "ModuleNotFoundError" in str(info.value)
     assert "layer" in str(info.value)
+
+
+def test_an_unloadable_builtin_engine_suggests_its_driver_layer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a built-in engine whose module cannot be imported (its driver layer is missing)
+    import rotation.adapters
+
+    monkeypatch.setattr(rotation.adapters, "BUILTIN",
+                        {**BUILTIN, "postgres": "no_such_driver_module_abc:PostgresAdapter"})
+
+    # WHEN its adapter is loaded
+    with pytest.raises(AdapterLoadError) as info:
+        load_adapter_class("postgres")
+
+    # THEN the hint is the driver layer's, and the cause is the configuration
+    assert info.value.hint.startswith("deploy the driver layer for this engine (layers/)")
+    assert "plug-in" not in str(info.value)
+    assert info.value.category == "configuration"
+
+
+def _plugin(site: Path, module_target: str, *, module_source: str | None = None) -> None:
+    """A plug-in distribution as pip records it: metadata and an entry point (and, when given,
+    its module) in a directory on sys.path."""
+    dist_info = site / "rotation_broken_plugin-1.2.3.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: rotation-broken-plugin\nVersion: 1.2.3\n")
+    (dist_info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nbroken-engine = {module_target}\n")
+    if module_source is not None:
+        module_name = module_target.partition(":")[0]
+        (site / f"{module_name}.py").write_text(module_source)
+
+
+@pytest.mark.parametrize(("target", "module_source", "says"), [
+    # the metadata is installed, the package is not (or the entry point names a source path)
+    ("examples.no_such_plugin_abc.adapter:Adapter", None,
+     "its module examples.no_such_plugin_abc.adapter cannot be imported: the plug-in's package "
+     "is not installed where the function runs"),
+    # the package is installed, a module it imports is not
+    ("rotation_plugin_needs_driver_abc:Adapter", "import no_such_driver_xyz\n",
+     "imports no_such_driver_xyz, which is not installed"),
+    # the module imports, the class is not there
+    ("rotation_plugin_without_class_abc:Adapter", "",
+     "has no attribute Adapter"),
+])
+def test_an_unloadable_plugin_names_its_distribution_not_a_driver_layer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str,
+        module_source: str | None, says: str) -> None:
+    # GIVEN a plug-in's entry point whose adapter cannot be loaded
+    _plugin(tmp_path, target, module_source=module_source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert available_engines()["broken-engine"] == target
+
+    # WHEN the engine's adapter is loaded
+    with pytest.raises(AdapterLoadError) as info:
+        load_adapter_class("broken-engine")
+
+    # THEN the error names the distribution that declared it and what cannot be imported, and
+    # sends nobody to a driver layer
+    assert target in str(info.value)
+    assert info.value.hint.startswith(
+        f"the plug-in distribution rotation-broken-plugin 1.2.3 declares it in entry-point group "
+        f"{ENTRY_POINT_GROUP}")
+    assert says in info.value.hint
+    assert "driver layer" not in str(info.value)
 
 
 def test_postgres_adapter_loads_by_engine_name() -> None:

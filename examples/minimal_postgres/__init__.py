@@ -1,1 +1,0 @@
-"""A small PostgreSQL adapter, engine ``example-postgres`` (docs/writing-an-adapter.md)."""
