@@ -130,3 +130,39 @@ def test_driver_loads_on_first_use() -> None:
     modules = _modules_after("from rotation.adapters import get_adapter\nget_adapter('postgres')")
     assert "psycopg" in modules
     assert "pymysql" not in modules
+
+
+def test_without_a_plugin_on_the_path_the_metadata_scan_is_skipped(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # GIVEN a path whose distributions declare no adapter, and a metadata scan that would fail
+    import rotation.adapters as adapters
+
+    (tmp_path / "other-1.0.dist-info").mkdir()
+    (tmp_path / "other-1.0.dist-info" / "entry_points.txt").write_text(
+        "[console_scripts]\nother = other:main\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+
+    def scan(**_: object) -> list[object]:
+        raise AssertionError("the full metadata scan ran")
+
+    monkeypatch.setattr(adapters, "entry_points", scan)
+
+    # WHEN the engines are listed / THEN they are the built-ins, read without the full scan
+    assert adapters.available_engines() == dict(adapters.BUILTIN)
+
+
+def test_a_plugin_on_the_path_is_found_by_the_full_scan(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # GIVEN a distribution on the path declaring an adapter for engine "oracle"
+    import rotation.adapters as adapters
+
+    info = tmp_path / "rotation_oracle-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rotation-oracle\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[rotation.adapters]\noracle = rotation_oracle:OracleAdapter\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+
+    # WHEN the engines are listed / THEN the plug-in's engine is there
+    assert adapters.available_engines()["oracle"] == "rotation_oracle:OracleAdapter"
