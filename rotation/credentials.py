@@ -24,8 +24,13 @@ ENGINE_FAMILIES: Mapping[str, str] = {
     "mariadb": "mysql",
     "aurora-mysql": "mysql",
     "redis": "redis",
+    "elasticache": "elasticache",
 }
-DEFAULT_PORTS: Mapping[str, int] = {"postgres": 5432, "mysql": 3306, "redis": 6379}
+DEFAULT_PORTS: Mapping[str, int] = {"postgres": 5432, "mysql": 3306, "redis": 6379,
+                                    "elasticache": 6379}
+#: families whose secrets need no `host` (rotated through a service API), with the key they
+#: need instead: ElastiCache users are named by `user_arn`, as in AWS's sample.
+API_FAMILIES: Mapping[str, str] = {"elasticache": "user_arn"}
 DEFAULT_DBNAMES: Mapping[str, str] = {"postgres": "postgres"}
 MAX_NAME_LENGTH = 256  # beyond any engine's limit; adapters apply their own, tighter one
 
@@ -158,7 +163,10 @@ def credentials_from_dict(data: Mapping[str, Any], secret_arn: str, *,
                           require_password: bool = True) -> DbCredentials:
     engine = cast(str, _text(data, "engine", secret_arn, required=True)).strip()
     family = ENGINE_FAMILIES.get(engine, engine)
-    host = cast(str, _text(data, "host", secret_arn, required=True)).strip()
+    api_key = API_FAMILIES.get(family)
+    if api_key is not None:
+        _text(data, api_key, secret_arn, required=True)
+    host = (_text(data, "host", secret_arn, required=api_key is None) or "").strip()
     username = cast(str, _text(data, "username", secret_arn, required=True))
     password = _text(data, "password", secret_arn, required=False)
     if password is None or (require_password and password == ""):

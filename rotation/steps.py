@@ -244,7 +244,11 @@ def _set_single_user(ctx: StepContext, adapter: DatabaseAdapter, current: DbCred
                 return
             except PasswordRefusedError:
                 pass
-    raise PasswordRefusedError(
+    raise _no_version_logs_in(ctx, current)
+
+
+def _no_version_logs_in(ctx: StepContext, current: DbCredentials) -> PasswordRefusedError:
+    return PasswordRefusedError(
         f"none of the AWSCURRENT, AWSPENDING or AWSPREVIOUS credentials of secret {ctx.arn} "
         f"logs in as {current.username!r} on {current.host}:{current.port}",
         hint="the database password was changed outside rotation: set it to the AWSCURRENT "
@@ -309,11 +313,7 @@ def _set_dual_password(ctx: StepContext, adapter: DatabaseAdapter, current: DbCr
         logger.warning(f"setSecret: logged in with {label}; the new password was added and "
                        "AWSCURRENT's works again")
         return
-    raise PasswordRefusedError(
-        f"none of the AWSCURRENT, AWSPENDING or AWSPREVIOUS credentials of secret {ctx.arn} "
-        f"logs in as {current.username!r} on {current.host}:{current.port}",
-        hint="the database password was changed outside rotation: set it to the AWSCURRENT "
-             "value (or PutSecretValue the working one), then rotate again")
+    raise _no_version_logs_in(ctx, current)
 
 
 def _add_password(session: DatabaseSession, adapter: DatabaseAdapter, pending: DbCredentials,

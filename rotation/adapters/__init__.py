@@ -28,6 +28,7 @@ BUILTIN: Mapping[str, str] = {
     "mariadb": "rotation.adapters.mysql:MySQLAdapter",
     "aurora-mysql": "rotation.adapters.mysql:MySQLAdapter",
     "redis": "rotation.adapters.redis:RedisAdapter",
+    "elasticache": "rotation.adapters.elasticache:ElastiCacheAdapter",
 }
 
 

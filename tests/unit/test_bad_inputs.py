@@ -290,7 +290,9 @@ VALID_SECRETS = st.fixed_dictionaries(
     {"engine": st.sampled_from(sorted(ENGINE_FAMILIES)),
      "host": HOSTILE_TEXT.filter(str.strip),
      "username": HOSTILE_TEXT.filter(str.strip),
-     "password": PASSWORDS},
+     "password": PASSWORDS,
+     # engine `elasticache` needs it (AWS's ElastiCache sample key); others carry it forward
+     "user_arn": st.just("arn:aws:elasticache:us-east-1:123456789012:user:app-user")},
     optional={"port": st.integers(1, 65535) | st.integers(1, 65535).map(str),
               "dbname": HOSTILE_TEXT,
               "ssl": st.booleans(),

@@ -29,12 +29,17 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_TEXT = (ROOT / "template.yaml").read_text(encoding="utf-8")
 EVENTS = ROOT / "events"
 
-ENGINES = ["postgres", "aurora-postgresql", "mysql", "mariadb", "aurora-mysql", "redis"]
+ENGINES = ["postgres", "aurora-postgresql", "mysql", "mariadb", "aurora-mysql", "redis",
+           "elasticache"]
 POSTGRES_ENGINES = {"postgres", "aurora-postgresql"}
-RDS_ENGINES = [engine for engine in ENGINES if engine != "redis"]
+RDS_ENGINES = [engine for engine in ENGINES if engine not in ("redis", "elasticache")]
 DRIVER_LAYERS = {"postgres": "PostgresLayer", "aurora-postgresql": "PostgresLayer",
                  "mysql": "MysqlLayer", "mariadb": "MysqlLayer", "aurora-mysql": "MysqlLayer",
-                 "redis": "RedisLayer"}
+                 "redis": "RedisLayer", "elasticache": "RedisLayer"}
+#: engines rotated through a service API, which the function cannot create users in
+NO_ALTERNATING_ENGINES = {"elasticache"}
+ELASTICACHE_USERS = ("arn:aws:elasticache:us-east-1:123456789012:user:app-user,"
+                     "arn:aws:elasticache:us-east-1:123456789012:user:report-user")
 STRATEGIES = ["single-user", "alternating-users", "dual-password"]
 #: engines whose users hold one password: the dual-password strategy refuses them (a Rule)
 ONE_PASSWORD_ENGINES = {"postgres", "aurora-postgresql", "mariadb"}
@@ -290,6 +295,8 @@ def parameter_set(engine: str, strategy: str, in_vpc: bool, index: int) -> dict[
     }
     if strategy == "alternating-users":
         values["masterSecretArn"] = MASTER_ARN
+    if engine == "elasticache":
+        values["ElastiCacheUserArns"] = ELASTICACHE_USERS
     if in_vpc:
         values.update(VPC)
     return values
@@ -303,7 +310,8 @@ COMBINATIONS = [
     for index, (engine, strategy, in_vpc) in enumerate(
         (engine, strategy, in_vpc)
         for engine, strategy, in_vpc in itertools.product(ENGINES, STRATEGIES, [False, True])
-        if strategy != "dual-password" or engine not in ONE_PASSWORD_ENGINES
+        if (strategy != "dual-password" or engine not in ONE_PASSWORD_ENGINES)
+        and (strategy != "alternating-users" or engine not in NO_ALTERNATING_ENGINES)
     )
 ]
 
@@ -389,6 +397,10 @@ def test_reserved_concurrency_pattern(value: str, accepted: bool) -> None:
             "VpcSubnetsAndSecurityGroupsTogether",
         ),
         ({"RotationStrategy": "alternating-users"}, "AlternatingUsersNeedMasterSecret"),
+        ({"Engine": "elasticache"}, "ElastiCacheNeedsUserArns"),
+        ({"Engine": "elasticache", "ElastiCacheUserArns": ELASTICACHE_USERS,
+          "RotationStrategy": "alternating-users", "masterSecretArn": MASTER_ARN},
+         "ElastiCacheNeedsUserArns"),
         *[({"RotationStrategy": "dual-password", "Engine": engine},
            "DualPasswordNeedsAnEngineWithTwoPasswords") for engine in sorted(ONE_PASSWORD_ENGINES)],
         ({"MysqlDualPassword": "true", "Engine": "mariadb"},
@@ -500,6 +512,13 @@ def test_each_parameter_set_gets_only_the_permissions_it_needs(
     assert ("UseSecretsKey" in granted) is with_keys
     assert ("DecryptMasterSecretKey" in granted) is (with_keys and alternating)
     assert ("ManageVpcNetworkInterfaces" in granted) is in_vpc
+    elasticache = values["Engine"] == "elasticache"
+    assert ("ModifyElastiCacheUsers" in granted) is elasticache
+    if elasticache:
+        # on the listed users only, and only the two calls the adapter makes
+        assert granted["ModifyElastiCacheUsers"]["Resource"] == {"Ref": "ElastiCacheUserArns"}
+        assert set(actions(granted["ModifyElastiCacheUsers"])) == {
+            "elasticache:DescribeUsers", "elasticache:ModifyUser"}
     if alternating:
         assert granted["ReadMasterSecret"]["Resource"] == {"Ref": "masterSecretArn"}
         assert set(actions(granted["ReadMasterSecret"])) == {
@@ -673,8 +692,7 @@ def test_auto_attaches_the_rds_ca_for_every_rds_engine(engine: str) -> None:
 
 @pytest.mark.parametrize(("rds_ca", "attached"), [("auto", False), ("on", True)])
 def test_auto_leaves_an_engine_that_is_never_rds_alone(rds_ca: str, attached: bool) -> None:
-    # GIVEN an Engine value that is no RDS engine (none is allowed today; "auto" is written so
-    # that one added later, such as ElastiCache, does not get the RDS CA by default)
+    # GIVEN an Engine value that is no RDS engine (ElastiCache: "auto" leaves it alone)
     values = parameter_values(TEMPLATE, Engine="elasticache", RdsCaBundle=rds_ca,
                               SecretArns=SECRET_ARN)
     # WHEN the conditions are evaluated
@@ -700,6 +718,22 @@ def test_redis_gets_its_driver_layer_and_no_rds_ca_by_default(
     assert ca_variable == variable
     assert "RedisLayer" in layer_resources
     assert not {"PostgresLayer", "MysqlLayer"} & layer_resources
+
+
+@pytest.mark.parametrize(("rds_ca", "layers"), [
+    ("auto", ["Ref:RedisLayer"]),
+    ("off", ["Ref:RedisLayer"]),
+])
+def test_elasticache_gets_the_redis_layer_and_no_rds_ca(rds_ca: str, layers: list[str]) -> None:
+    # GIVEN Engine=elasticache (changed through the API; redis-py only for the login test)
+    # WHEN the stack is worked out
+    attached, ca_variable, layer_resources = function_setup(
+        Engine="elasticache", SecretArns=SECRET_ARN, RdsCaBundle=rds_ca,
+        ElastiCacheUserArns=ELASTICACHE_USERS)
+    # THEN the redis-py layer and no RDS CA (ElastiCache certificates chain to public roots)
+    assert attached == layers
+    assert ca_variable is None
+    assert layer_resources == {"RedisLayer"}
 
 
 def test_rds_ca_layer_is_built_where_the_function_looks() -> None:
