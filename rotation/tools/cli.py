@@ -507,6 +507,62 @@ def cmd_demo(args: argparse.Namespace, printer: Printer) -> int:
     return EXIT_OK if demo.succeeded else EXIT_FAILED
 
 
+# -- policy --------------------------------------------------------------------------------------
+
+def cmd_policy(args: argparse.Namespace, printer: Printer) -> int:
+    from botocore.exceptions import ClientError
+
+    from rotation.tools.policy import PolicyInputError, describe_kind, parse_secret_arn, policy_for
+
+    try:
+        region = args.region or (parse_secret_arn(args.secret_id).region
+                                 if args.secret_id.startswith("arn:") else None)
+        clients: dict[str, Any] = {}
+        if not args.offline:
+            clients["secrets_client"] = secrets_client(region, args.endpoint_url)
+            region = region or clients["secrets_client"].meta.region_name
+            clients["kms_client"] = aws_client("kms", region)
+        document = policy_for(args.secret_id, args.kind, region=region, account=args.account,
+                              kms_key=args.kms_key, describe=args.describe, **clients)
+    except PolicyInputError as exc:
+        printer.error(str(exc))
+        return EXIT_USAGE
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        printer.error(f"{error.get('Code')}: {error.get('Message', '')}",
+                      "without access to the secret: --offline --region R --account A")
+        return EXIT_FAILED
+    printer.err.write(_redact.redact(describe_kind(args.kind)) + "\n")
+    printer.json(document)
+    return EXIT_OK
+
+
+# -- consumers -----------------------------------------------------------------------------------
+
+def cmd_consumers(args: argparse.Namespace, printer: Printer) -> int:
+    from rotation.tools.consumers import SecretNotFound, find_consumers, table_lines
+
+    parts = args.secret_id.split(":")
+    region = args.region or (parts[3] if args.secret_id.startswith("arn:") and len(parts) > 6
+                             else None)
+    client = secrets_client(region, args.endpoint_url)
+    region = region or client.meta.region_name
+    try:
+        report = find_consumers(client, args.secret_id, ecs=aws_client("ecs", region),
+                                batch=aws_client("batch", region),
+                                lambda_=aws_client("lambda", region))
+    except SecretNotFound:
+        printer.error(f"no secret {args.secret_id} in {region}",
+                      "pass the secret's name or ARN, and --region for its region")
+        return EXIT_USAGE
+    if args.json:
+        printer.json(report.to_dict())
+    else:
+        for line in table_lines(report):
+            printer.line(line)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 # -- the parser ----------------------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -640,6 +696,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true",
                       help="show the function's INFO log lines (on stderr)")
     demo.set_defaults(func=cmd_demo)
+
+    policy = sub.add_parser(
+        "policy", help="print the IAM policy a consumer of a secret needs",
+        description="Print the least-privilege IAM policy (JSON, on stdout) that a consumer of "
+                    "SECRET_ID needs: secretsmanager:GetSecretValue on the secret's ARN and, for "
+                    "a customer managed key, kms:Decrypt through Secrets Manager only "
+                    "(kms:ViaService). Which role gets it is printed on stderr. Without "
+                    "--offline, DescribeSecret (and KMS DescribeKey) give the ARN and key.")
+    policy.add_argument("secret_id", metavar="SECRET_ID", help="secret name or ARN")
+    policy.add_argument("--for", dest="kind", required=True,
+                        choices=("ecs-execution", "ecs-task", "lambda", "batch"),
+                        help="the consumer: ECS task execution role (`secrets`), ECS task role "
+                             "(reads at runtime), Lambda execution role, Batch job execution role")
+    policy.add_argument("--offline", action="store_true",
+                        help="no AWS calls: build the ARN from SECRET_ID, --region and --account")
+    policy.add_argument("--account", metavar="ID",
+                        help="account id, to build the ARN from a name with --offline")
+    policy.add_argument("--kms-key", metavar="KEY",
+                        help="the secret's KMS key ARN or id (default: DescribeSecret's "
+                             "KmsKeyId; with --offline, the AWS managed aws/secretsmanager)")
+    policy.add_argument("--describe", action="store_true",
+                        help="also allow secretsmanager:DescribeSecret (AWS's caching libraries "
+                             "call it; rotation.client does not)")
+    _aws_options(policy)
+    policy.set_defaults(func=cmd_policy)
+
+    consumers = sub.add_parser(
+        "consumers", help="find the ECS services, Batch jobs and Lambda functions reading a secret",
+        description="Find the consumers of SECRET_ID in its region: ECS task definitions in use "
+                    "by services (container secrets and repositoryCredentials), active Batch job "
+                    "definitions, Lambda functions whose environment names the secret. For each: "
+                    "how it references the secret and whether that form resolves, which role "
+                    "reads it, Copilot's tag rule, and what a rotation means for it. IAM and KMS "
+                    "permissions are not checked yet. Exit 1 when a consumer cannot read the "
+                    "secret.")
+    consumers.add_argument("secret_id", metavar="SECRET_ID", help="secret name or ARN")
+    consumers.add_argument("--json", action="store_true", help="print one JSON document")
+    _aws_options(consumers)
+    consumers.set_defaults(func=cmd_consumers)
     return parser
 
 
