@@ -64,7 +64,6 @@ from rotation.secrets import (
 )
 
 if TYPE_CHECKING:
-    import ssl
 
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
@@ -154,21 +153,16 @@ class _MySQL:
     def __init__(self, ca_bundle: str | None) -> None:
         import pymysql.connections
 
-        from rotation.adapters._tls import make_ssl_context
+        from rotation.adapters._tls import SslContexts
         from rotation.adapters.mysql.failures import greeting_of, map_connect_error
 
         self._pymysql = pymysql
         self._map = map_connect_error
         self._greeting = greeting_of
-        self._make_context = make_ssl_context
-        self._ca_bundle = ca_bundle
-        self._contexts: dict[str, ssl.SSLContext | None] = {}  # the CA file loaded once
+        self._contexts = SslContexts(ca_bundle)  # the CA file loaded once
 
     def kwargs(self, credentials: DbCredentials) -> dict[str, Any]:
-        if credentials.sslmode not in self._contexts:
-            self._contexts[credentials.sslmode] = self._make_context(credentials.sslmode,
-                                                                     self._ca_bundle)
-        context = self._contexts[credentials.sslmode]
+        context = self._contexts.get(credentials.sslmode)
         kwargs: dict[str, Any] = {
             "host": credentials.host, "port": credentials.port, "user": credentials.username,
             # bytes: PyMySQL encodes a str password as Latin-1, the adapter sends UTF-8

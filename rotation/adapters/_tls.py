@@ -103,3 +103,20 @@ def libpq_security_params(sslmode: SslMode, ca_bundle: str | None) -> dict[str, 
     if sslmode in ("verify-full", "verify-ca"):
         params["sslrootcert"] = ca_bundle or default_ca_file()
     return params
+
+
+class SslContexts:
+    """The SSLContext of each sslmode for one CA bundle, built on first use and kept: loading a
+    bundle of a few hundred certificates takes tens of milliseconds. Shared by the adapters
+    that take an SSLContext (MySQL, Redis) and the application client."""
+
+    def __init__(self, ca_bundle: str | None) -> None:
+        self.ca_bundle = ca_bundle
+        self._by_mode: dict[str, ssl.SSLContext | None] = {}
+
+    def get(self, sslmode: SslMode) -> ssl.SSLContext | None:
+        """The context for ``sslmode``; None for ``disable``."""
+        if sslmode not in self._by_mode:
+            self._by_mode[sslmode] = make_ssl_context(sslmode, self.ca_bundle)
+        return self._by_mode[sslmode]
+

@@ -46,7 +46,7 @@ import redis.connection
 import redis.exceptions
 
 from rotation import _redact
-from rotation.adapters._tls import make_ssl_context
+from rotation.adapters._tls import SslContexts
 from rotation.adapters.base import AdapterOptions, time_left
 from rotation.credentials import DbCredentials, SslMode
 from rotation.errors import (
@@ -353,7 +353,7 @@ class RedisAdapter:
 
     def __init__(self, options: AdapterOptions) -> None:
         self.options = options
-        self._contexts: dict[SslMode, ssl.SSLContext | None] = {}
+        self._contexts = SslContexts(options.ca_bundle)
 
     def __repr__(self) -> str:
         return f"<RedisAdapter ca_bundle={self.options.ca_bundle!r}>"
@@ -364,9 +364,7 @@ class RedisAdapter:
 
     def ssl_context(self, sslmode: SslMode) -> ssl.SSLContext | None:
         """The (cached) SSLContext for ``sslmode``; None for ``disable``."""
-        if sslmode not in self._contexts:
-            self._contexts[sslmode] = make_ssl_context(sslmode, self.options.ca_bundle)
-        return self._contexts[sslmode]
+        return self._contexts.get(sslmode)
 
     def connect(self, credentials: DbCredentials) -> RedisSession:
         """One ``AUTH`` over TLS; PasswordRefusedError (WRONGPASS) / LoginError / TlsError /

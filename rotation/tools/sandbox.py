@@ -446,6 +446,22 @@ def find_mariadb_binaries() -> tuple[Path, Path]:
 _PGBOUNCER_MIN_VERSION = (1, 14)
 
 
+def _version_of(binary: Path, pattern: str, product: str) -> re.Match[str]:
+    """``pattern``'s match in what ``binary --version`` prints; SandboxError when it cannot run
+    or prints no such version."""
+    try:
+        output = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30,
+            check=False).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"`{binary} --version` failed: {exc}. To fix: {INSTALL_HINT}") from exc
+    match = re.search(pattern, output)
+    if match is None:
+        raise SandboxError(f"{binary} --version printed no {product} version "
+                           f"({output.strip()[:200] or 'no output'})")
+    return match
+
+
 def find_pgbouncer() -> tuple[Path, str]:
     """``(binary, version)`` of PgBouncer (1.14 or newer), searched like the MariaDB binaries."""
     binary = _locate(("pgbouncer",))
@@ -453,16 +469,7 @@ def find_pgbouncer() -> tuple[Path, str]:
         raise SandboxError(
             f"PgBouncer not found (searched PATH, {', '.join(_SBIN_DIRS)}). "
             f"To fix: {INSTALL_HINT}")
-    try:
-        output = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
-            [str(binary), "--version"], capture_output=True, text=True, timeout=30,
-            check=False).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SandboxError(f"`{binary} --version` failed: {exc}. To fix: {INSTALL_HINT}") from exc
-    match = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.\d+)?", output)
-    if match is None:
-        raise SandboxError(f"{binary} --version printed no PgBouncer version "
-                           f"({output.strip()[:200] or 'no output'})")
+    match = _version_of(binary, r"PgBouncer (\d+)\.(\d+)(?:\.\d+)?", "PgBouncer")
     version = tuple(int(part) for part in match.groups())
     if version < _PGBOUNCER_MIN_VERSION:
         raise SandboxError(
@@ -483,16 +490,7 @@ def find_redis_server() -> tuple[Path, str]:
         raise SandboxError(
             f"Redis server binary (redis-server) not found (searched PATH, "
             f"{', '.join(_SBIN_DIRS)}). To fix: {INSTALL_HINT}")
-    try:
-        output = subprocess.run(  # noqa: S603 - resolved binary, fixed argument
-            [str(binary), "--version"], capture_output=True, text=True, timeout=30,
-            check=False).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SandboxError(f"`{binary} --version` failed: {exc}. To fix: {INSTALL_HINT}") from exc
-    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", output)
-    if match is None:
-        raise SandboxError(f"{binary} --version printed no Redis version "
-                           f"({output.strip()[:200] or 'no output'})")
+    match = _version_of(binary, r"v=(\d+)\.(\d+)\.(\d+)", "Redis")
     version = tuple(int(part) for part in match.groups())
     if version[:2] < _REDIS_MIN_VERSION:
         raise SandboxError(

@@ -46,7 +46,7 @@ import pymysql
 import pymysql.connections
 
 from rotation import _redact
-from rotation.adapters._tls import make_ssl_context
+from rotation.adapters._tls import SslContexts, make_ssl_context
 from rotation.adapters.base import AdapterOptions, time_left
 from rotation.adapters.mysql.auth import (
     NATIVE,
@@ -530,7 +530,7 @@ class MySQLAdapter:
 
     def __init__(self, options: AdapterOptions) -> None:
         self.options = options
-        self._contexts: dict[SslMode, ssl.SSLContext | None] = {}
+        self._contexts = SslContexts(options.ca_bundle)
 
     def __repr__(self) -> str:
         return f"<MySQLAdapter ca_bundle={self.options.ca_bundle!r}>"
@@ -542,9 +542,7 @@ class MySQLAdapter:
 
     def ssl_context(self, sslmode: SslMode) -> ssl.SSLContext | None:
         """The (cached) SSLContext for ``sslmode``; None for ``disable``."""
-        if sslmode not in self._contexts:
-            self._contexts[sslmode] = make_ssl_context(sslmode, self.options.ca_bundle)
-        return self._contexts[sslmode]
+        return self._contexts.get(sslmode)
 
     def connect_kwargs(self, credentials: DbCredentials) -> dict[str, Any]:
         """PyMySQL's connect() arguments for ``credentials`` (the password as UTF-8 bytes)."""
