@@ -8,6 +8,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LOCAL_STAMP := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed-test
+# The SAM CLI's own virtualenv (tests/packaging/test_sam_deploy.py; see its target below)
+SAM_VENV ?= .venv-sam
+SAM_CLI_VERSION := 1.170.0
+SAM_STAMP := $(SAM_VENV)/.installed-aws-sam-cli-$(SAM_CLI_VERSION)
+# The CDK example's toolchain (tests/packaging/test_cdk_example.py; see its target below)
+CDK_VENV ?= .venv-cdk
+CDK_CLI_DIR ?= .cdk-cli
+CDK_CLI_VERSION := 2.1148.1
+CDK_STAMP := $(CDK_VENV)/.installed-cli-$(CDK_CLI_VERSION)
 
 .PHONY: setup setup-demo demo test lint typecheck bench clean security-scan
 
@@ -23,7 +32,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP) $(LOCAL_STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) $(SAM_STAMP) $(CDK_STAMP)
 	bash scripts/install-db-servers.sh
 
 setup-demo: $(LOCAL_STAMP)
@@ -50,19 +59,38 @@ security-scan: $(CHECKOV_VENV)/bin/checkov
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet \
 		--skip-download
 
+# The SAM CLI for tests/packaging/test_sam_deploy.py (sam build, validate, package, publish's
+# checks). A virtualenv of its own, like checkov's: it pins its own boto3 and friends. `make test`
+# installs it; `make demo` does not. The stamp names the version, so a new pin reinstalls.
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $(SAM_STAMP)
+
+# The CDK example (examples/cdk) for tests/packaging/test_cdk_example.py: aws-cdk-lib and
+# constructs (examples/cdk/requirements.txt) in a virtualenv of their own, and the CDK CLI from the
+# npm registry, pinned, in $(CDK_CLI_DIR)/ (needs Node.js and npm). `make test` installs both;
+# `make demo` does not. The stamp names the CLI version, so a new pin reinstalls.
+$(CDK_STAMP): examples/cdk/requirements.txt
+	$(PYTHON) -m venv $(CDK_VENV)
+	$(CDK_VENV)/bin/python -m pip install --quiet -r examples/cdk/requirements.txt
+	npm install --prefix $(CDK_CLI_DIR) --no-audit --no-fund --loglevel=error aws-cdk@$(CDK_CLI_VERSION)
+	touch $(CDK_STAMP)
+
 # Cost of a rotation on the local stack (moto + throwaway TLS servers): prints the tables and writes
 # benchmarks/results-<date>.md and .json. `make bench BENCH_ARGS=--quick` for a short run.
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS) --output benchmarks/results-$$(date +%F).md
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SAM_VENV) $(CDK_VENV) $(CDK_CLI_DIR) build dist .pytest_cache .mypy_cache .ruff_cache
 
 # ---------------------------------------------------------------------------------------------------
 # Lambda packaging (template.yaml). `sam build` runs the build-<LogicalId> targets below with
-# ARTIFACTS_DIR set (BuildMethod: makefile); `make package` runs the same targets without SAM or
-# Docker and zips the results reproducibly into dist/. ARCH (x86_64 | arm64) and PY (3.12 | 3.13)
-# must match the template's Architecture and Runtime parameters; `make sam-build` passes both.
+# ARTIFACTS_DIR set (BuildMethod: makefile), through layers/targets/<Architecture>-<Runtime>/
+# Makefile (the resources' ContextPath, resolved by SAM from the template's parameters), which sets
+# ARCH and PY to match; `make package` runs the same targets without SAM or Docker and zips the
+# results reproducibly into dist/, for the ARCH (x86_64 | arm64) and PY (3.12 | 3.13) given.
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 BUILD_PYTHON ?= $(if $(wildcard $(ROOT)/$(BIN)/python),$(ROOT)/$(BIN)/python,python3)
 # Platform flags and ARCH/PY checks shared with layers/*/Makefile. `-include`: the other targets
@@ -72,7 +100,7 @@ LAYER_MK := $(ROOT)/layers/layer.mk
 REQUIRE_LAYER_MK = @test -f "$(LAYER_MK)" || { echo >&2 "$(LAYER_MK) is missing"; exit 1; }
 
 DIST ?= dist
-SAM ?= sam
+SAM ?= $(if $(wildcard $(ROOT)/$(SAM_VENV)/bin/sam),$(ROOT)/$(SAM_VENV)/bin/sam,sam)
 # 1: the function package carries the boto3/botocore locked in layers/function/requirements.txt,
 # so it runs with the SDK it was tested with (PutSecretValue's RotationToken is recent, early
 # 2025; the runtime's bundled SDK is updated on AWS's schedule, not ours). 0: rely on the
@@ -85,25 +113,34 @@ BUNDLE_BOTO3 ?= 1
 FUNCTION_LOCK := $(ROOT)/layers/function/requirements.txt
 FUNCTION_LOCK_PY := $(ROOT)/layers/function/lock.py
 
-.PHONY: build-RotationFunction build-PostgresLayer build-MysqlLayer build-RedisLayer build-RdsCaLayer package \
+.PHONY: build-RotationFunction build-RolloutFunction build-PostgresLayer build-MysqlLayer build-RedisLayer build-RdsCaLayer package \
 	package-rds-ca lint-template sam-build lock-function
 
 # The runtime only: rotation/ without rotation/tools (the laptop tooling: CLI, doctor, demo,
 # local service, sandbox; the runtime never imports it), without rotation/client.py (for the
 # applications that read the secret) and without caches. rotation/ keeps its
-# package path inside the zip (handler rotation.handler.lambda_handler). Then the locked
-# dependencies, exactly: --require-hashes --no-deps.
+# package path inside the zip (handler rotation.handler.lambda_handler). At the root,
+# lambda_function.py: AWS's sample handler name lambda_function.lambda_handler, re-exported, for
+# stacks that keep it (docs/migration.md). Then the locked dependencies, exactly:
+# --require-hashes --no-deps.
 build-RotationFunction:
 	$(REQUIRE_LAYER_MK)
 	mkdir -p "$(LAMBDA_ARTIFACTS_DIR)"
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/rotation"
 	tar -C "$(ROOT)" -cf - --exclude=rotation/tools --exclude=rotation/client.py --exclude=__pycache__ --exclude='*.py[co]' rotation \
 		| tar -C "$(LAMBDA_ARTIFACTS_DIR)" -xf -
+	cp "$(ROOT)/layers/function/lambda_function.py" "$(LAMBDA_ARTIFACTS_DIR)/lambda_function.py"
 	req="$$(mktemp)" && $(BUILD_PYTHON) "$(FUNCTION_LOCK_PY)" select --pyproject "$(ROOT)/pyproject.toml" \
 		--bundle-boto3 "$(BUNDLE_BOTO3)" "$(FUNCTION_LOCK)" > "$$req" \
 		&& $(LAMBDA_PIP_INSTALL) --require-hashes --no-deps --target "$(LAMBDA_ARTIFACTS_DIR)" -r "$$req"; \
 		rc=$$?; rm -f "$$req"; exit $$rc
 	rm -rf "$(LAMBDA_ARTIFACTS_DIR)/bin"
+
+# template.yaml's RolloutFunction (RolloutEcsServices) runs rotation.rollout from the very same
+# package: one build recipe, so the two functions cannot drift apart.
+build-RolloutFunction:
+	$(REQUIRE_LAYER_MK)
+	$(MAKE) --no-print-directory -f "$(ROOT)/Makefile" build-RotationFunction ARTIFACTS_DIR="$(LAMBDA_ARTIFACTS_DIR)"
 
 # Re-resolve and re-hash layers/function/requirements.txt (needs the package index; the file's
 # header says how). Uses the test virtualenv's pip and `packaging`.
@@ -158,8 +195,7 @@ lint-template: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_template.py
 
-# sam build with the same ARCH/PY for the layers (via make) and for the template's parameters.
+# `sam build` for ARCH and PY: the template's parameters, which pick the layers' Makefile too.
 sam-build:
 	$(REQUIRE_LAYER_MK)
-	ARCH=$(ARCH) PY=$(LAMBDA_PY) $(SAM) build --build-in-source \
-		--parameter-overrides Architecture=$(ARCH) Runtime=python$(LAMBDA_PY)
+	$(SAM) build --build-in-source --parameter-overrides Architecture=$(ARCH) Runtime=python$(LAMBDA_PY)

@@ -6,9 +6,11 @@
 # --platform tag by itself, hence the explicit list: psycopg-binary's aarch64 wheels are only
 # manylinux_2_28, its x86_64 wheels manylinux2014 (glibc 2.17).
 #
-# ARCH and PY must match the template's Architecture and Runtime: `make sam-build ARCH=arm64 PY=3.13`
-# hands the same values to SAM. A layer built for another Python minor version or architecture
-# does not import.
+# ARCH and PY must match the template's Architecture and Runtime. Under `sam build` they do by
+# construction: SAM runs layers/targets/<Architecture>-<Runtime>/Makefile (the resources'
+# ContextPath), which sets both and includes the top-level Makefile. `make package` takes them
+# from the command line. A layer built for another Python minor version or architecture does not
+# import.
 
 ARCH ?= x86_64
 PY ?= 3.12
@@ -25,3 +27,13 @@ LAMBDA_PIP_INSTALL = PIP_ROOT_USER_ACTION=ignore $(BUILD_PYTHON) -m pip install 
 
 # ARTIFACTS_DIR is set by `sam build` (BuildMethod: makefile) or by `make package`.
 LAMBDA_ARTIFACTS_DIR = $(if $(ARTIFACTS_DIR),$(abspath $(ARTIFACTS_DIR)),$(error ARTIFACTS_DIR is not set: run through `sam build`, `make package`, or pass ARTIFACTS_DIR=...))
+
+# Usage: $(call LAMBDA_LAYER_MARKER,postgres). Writes rotation-layers/<layer>.json beside python/
+# (/opt/rotation-layers/ in Lambda, which merges every layer under /opt: one file per layer name),
+# naming the target the wheels were built for. rotation/adapters/_layers.py reads it only when a
+# driver fails to import, to tell a layer built for another architecture or Python from a missing
+# one. Sorted keys and a trailing newline, as json.dumps(sort_keys=True): byte-identical builds.
+LAMBDA_LAYER_MARKER = mkdir -p "$(LAMBDA_ARTIFACTS_DIR)/rotation-layers" \
+	&& printf '{"architecture": "%s", "layer": "%s", "python": "%s"}\n' \
+		"$(if $(LAMBDA_WHEEL_ARCH),$(ARCH))" "$(1)" "$(LAMBDA_PY)" \
+		> "$(LAMBDA_ARTIFACTS_DIR)/rotation-layers/$(1).json"

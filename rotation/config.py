@@ -16,6 +16,10 @@ STRATEGIES: tuple[Strategy, ...] = ("single-user", "alternating-users", "dual-pa
 # AWS's samples exclude these by default: they break connection strings and shell quoting.
 DEFAULT_EXCLUDE_CHARACTERS = "/@\"'\\"
 
+#: the spellings of a yes/no setting (compared lower-cased): AWS's samples read the first as true
+TRUE_SPELLINGS: tuple[str, ...] = ("true", "1", "y", "yes")
+FALSE_SPELLINGS: tuple[str, ...] = ("false", "0", "n", "no")
+
 ENDPOINT = "SECRETS_MANAGER_ENDPOINT"
 STRATEGY = "ROTATION_STRATEGY"
 CA_BUNDLE = "ROTATION_CA_BUNDLE"
@@ -113,14 +117,23 @@ def _strategy(env: Mapping[str, str]) -> tuple[Strategy, tuple[str, ...]]:
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting, in any case: AWS's spellings for true (its samples read
+    ``value.lower() in ['true', '1', 'y', 'yes']``) and their opposites for false.
+
+    Unlike the samples, anything else is refused rather than read as false: a typo such as
+    ``ture`` would otherwise silently drop a password rule."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
-    if value in ("true", "false"):
-        return value == "true"
-    raise ConfigError(f"{name} must be true or false, not {raw!r}",
-                      hint=f"set {name}=true or false")
+    if value in TRUE_SPELLINGS:
+        return True
+    if value in FALSE_SPELLINGS:
+        return False
+    raise ConfigError(
+        f"{name} must be one of {', '.join(TRUE_SPELLINGS)} (true) or "
+        f"{', '.join(FALSE_SPELLINGS)} (false), in any case; not {raw[:40]!r}",
+        hint=f"set {name}=true or {name}=false")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

@@ -83,7 +83,8 @@ class UnsupportedEngineError(RotationError):
 
 
 class AdapterLoadError(UnsupportedEngineError):
-    """The engine's adapter is registered but cannot be imported (its driver layer is missing)."""
+    """The engine's adapter is registered but cannot be imported (its driver layer is missing,
+    or was built for another architecture or Python: then the message names both)."""
 
     category = "configuration"
 

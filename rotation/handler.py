@@ -6,6 +6,9 @@ container. On Lambda that happens in the init phase, when the runtime imports th
 container, and the init phase is where Lambda expects that work (it runs before the first
 invocation, outside the step's own timeout). Anywhere else (tests, the command line) importing
 this module does no work. Either way no database driver is imported until an engine is used.
+
+A diagnosis event (``{"RotationDiagnosis": {...}}``, no ``Step``) goes to
+:mod:`rotation.diagnosis.remote` instead, imported only then.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def reset() -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if isinstance(event, dict) and "RotationDiagnosis" in event and "Step" not in event:
+        # An operator's diagnosis request (rotation doctor --remote): its code is imported
+        # here only, so a rotation step never pays for it.
+        from rotation.diagnosis.remote import diagnose
+
+        return diagnose(event, context, get_app)
     return get_app().resolve(event, context)
 
 

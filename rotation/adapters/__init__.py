@@ -17,6 +17,7 @@ from rotation.adapters._tls import default_ca_file
 from rotation.errors import AdapterLoadError, UnsupportedEngineError
 
 if TYPE_CHECKING:
+    from rotation.adapters._layers import Mismatch
     from rotation.adapters.base import AdapterOptions, DatabaseAdapter
 
 ENTRY_POINT_GROUP = "rotation.adapters"
@@ -88,10 +89,29 @@ def load_adapter_class(engine: str,
         module = importlib.import_module(module_name)
         return cast("type[DatabaseAdapter]", getattr(module, class_name))
     except (ImportError, AttributeError) as exc:
+        mismatch = _layer_mismatch(engine, target, exc)
+        if mismatch is not None:
+            raise AdapterLoadError(
+                f"the adapter {target} for engine {engine!r} cannot be loaded: "
+                f"{mismatch.problem} ({type(exc).__name__}: {exc})", hint=mismatch.fix) from exc
         raise AdapterLoadError(
             f"the adapter {target} for engine {engine!r} cannot be loaded: "
             f"{type(exc).__name__}: {exc}",
             hint=_load_hint(engine, target, exc)) from exc
+
+
+def _layer_mismatch(engine: str, target: str,
+                    exc: ImportError | AttributeError) -> Mismatch | None:
+    """A built-in engine's driver that does not import because its layer was built for another
+    architecture or Python (the layer's marker says which). Read only on this failure path."""
+    if BUILTIN.get(engine) != target or not isinstance(exc, ImportError):
+        return None
+    from rotation.adapters._layers import layer_mismatch
+
+    try:
+        return layer_mismatch(engine)
+    except Exception:  # the diagnosis must never hide the import error it explains
+        return None
 
 
 def _load_hint(engine: str, target: str, exc: ImportError | AttributeError) -> str:

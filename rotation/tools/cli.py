@@ -1,12 +1,34 @@
-"""The ``rotation`` console script: ``invoke``, ``rotate``, ``doctor`` and ``demo``.
+"""The ``rotation`` console script: ``invoke``, ``rotate``, ``doctor``, ``demo``, ``policy`` and
+``consumers``.
 
 Output is for people on a terminal (a live step display when stdout is a TTY, plain lines when
 piped) or, with ``--json``, one JSON document for scripts. The function's own JSON log lines go
 to stderr. No subcommand prints a secret value or a RotationToken: reports carry version ids,
 labels, timings and counts, and every line passes through the redaction registry on its way out.
 
-Exit status: 0 when the command did what it says, 1 when it failed (a step failed, a check
-failed, a rotation timed out), 2 for usage errors, 130 on Ctrl-C.
+Global options mean the same in every subcommand, before or after its name
+(``rotation --profile p doctor X`` is ``rotation doctor X --profile p``): ``--profile`` (one boto3
+session for every client the command builds), ``--region`` (else the region of a full ARN given
+as SECRET_ID or function, else the profile's or the environment's), ``--endpoint-url`` (the
+Secrets Manager endpoint) and ``--json``. Commands on the embedded stack (``demo``, ``--local``)
+make no AWS calls and ignore the AWS options, saying so on stderr.
+
+``--json``: stdout holds exactly one JSON document. When the command reached a verdict (exit 0,
+or 1 because what it examined failed) it is the command's result; otherwise (a usage error, could
+not run, interrupted, or an error before any verdict) it is ``{"error": ..., "fix": ...,
+"exit_code": ...}``, with ``"result"`` when the command had a partial one. Errors also go to
+stderr as ``error:`` and ``fix:`` lines, with or without ``--json``.
+
+Exit status (``EXIT_*``):
+
+* 0: ok;
+* 1: a check, a step or a rotation failed: the thing was examined and is wrong;
+* 2: usage error: bad options, or a file that is not what the option takes (a secret sample
+  given as a step event, or the reverse);
+* 3: could not run: no credentials, no region, an unknown profile, an unreachable endpoint,
+  AccessDenied on the command's own call (not inside a step ``invoke`` runs: that is the step's
+  failure), throttled after retries, or the embedded stack could not start;
+* 130: interrupted (Ctrl-C or SIGTERM); everything the command started was stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from unittest import mock
 
 from rotation import __version__, _redact
@@ -30,16 +52,28 @@ from rotation.config import ENDPOINT, STRATEGIES
 from rotation.errors import RotationError
 from rotation.event import STEPS
 from rotation.secrets import CURRENT, PENDING, PREVIOUS
+from rotation.tools.aws_options import AwsOptions, Blocked, blocked_by
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+    from rotation.config import Settings
     from rotation.tools.demo import ReplayReport, RotationRun
     from rotation.tools.doctor import CheckResult, DoctorReport
     from rotation.tools.local import StepReport
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+LOCAL_ENGINES = ("postgres", "aurora-postgresql", "mysql", "mariadb", "aurora-mysql", "redis")
+SAMPLES_DIR = "examples/secrets"
 _STAGE_ORDER = {CURRENT: 0, PENDING: 1, PREVIOUS: 2}
+
+
+class UsageError(Exception):
+    """A usage error found once the command runs (a file that is not what its option takes)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -47,10 +81,13 @@ _STAGE_ORDER = {CURRENT: 0, PENDING: 1, PREVIOUS: 2}
 class Printer:
     """Every line the CLI writes goes through here and is scrubbed of registered secrets."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *,
+                 json_mode: bool = False) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.live = bool(getattr(self.out, "isatty", lambda: False)())
+        self.json_mode = json_mode
+        self.document_written = False
         self._pending_line = False
 
     def line(self, text: str = "") -> None:
@@ -72,9 +109,25 @@ class Printer:
             self.err.write(_redact.redact(f"fix: {hint}") + "\n")
         self.err.flush()
 
+    def note(self, text: str) -> None:
+        self._end_live()
+        self.err.write(_redact.redact(f"note: {text}") + "\n")
+        self.err.flush()
+
     def json(self, document: Mapping[str, Any]) -> None:
         self.out.write(_redact.redact(json.dumps(document, indent=2, default=str)) + "\n")
         self.out.flush()
+        self.document_written = True
+
+    def fail(self, text: str, hint: str, code: int,
+             result: Mapping[str, Any] | None = None) -> int:
+        """Report an error on stderr and, with --json and no document written yet, as the error
+        document on stdout; returns ``code``."""
+        self.error(text, hint)
+        if self.json_mode and not self.document_written:
+            self.json({"error": text, "fix": hint, "exit_code": code,
+                       **({"result": result} if result is not None else {})})
+        return code
 
     def _end_live(self) -> None:
         if self._pending_line:
@@ -94,6 +147,11 @@ def _step_line(report: StepReport, lead: str = "  ") -> str:
     mark = "ok " if report.error is None else "ERR"
     line = f"{lead}{mark} {report.step:<13} {report.outcome:<20} {report.duration_ms:>8.1f} ms"
     return line + (f"\n      {report.error}" if report.error else "")
+
+
+def _step_dict(report: StepReport) -> dict[str, Any]:
+    return {"step": report.step, "outcome": report.outcome, "duration_ms": report.duration_ms,
+            **({"error": report.error} if report.error else {})}
 
 
 def _calls_text(calls: Mapping[str, int]) -> str:
@@ -139,109 +197,167 @@ def function_logs(verbose: bool) -> Iterator[None]:
             handler_.stream = stream  # type: ignore[attr-defined]
 
 
-@contextmanager
-def aws_env(region: str | None, endpoint_url: str | None) -> Iterator[None]:
-    """``--region`` / ``--endpoint-url`` as the environment the function reads, for this run."""
-    env = {}
-    if region:
-        env["AWS_DEFAULT_REGION"] = region
-    if endpoint_url:
-        env[ENDPOINT] = endpoint_url
-    with mock.patch.dict(os.environ, env):
-        yield
+# -- AWS: the clients a command builds (seams for the tests) --------------------------------------
+
+def secrets_client(aws: AwsOptions) -> SecretsManagerClient:
+    """The Secrets Manager client of a command (its session; --endpoint-url)."""
+    return aws.secrets_client()
 
 
-def botocore_hint(exc: Exception) -> str:
-    """What to do about a client-side AWS error (no request reached the service)."""
-    name = type(exc).__name__
-    if "Credentials" in name or "Token" in name:
-        return "configure AWS credentials: AWS_PROFILE, `aws configure` or `aws sso login`"
-    if name == "NoRegionError":
-        return "pass --region or set AWS_DEFAULT_REGION"
-    return ("check the network path to Secrets Manager (in a VPC: an interface VPC endpoint or "
-            "a NAT gateway) and --endpoint-url")
+def aws_client(aws: AwsOptions, service: str, config: Any = None) -> Any:
+    """A client for another service (Lambda, CloudWatch Logs, ECS, ...), from the same session."""
+    return aws.client(service, config)
 
 
-def secrets_client(region: str | None, endpoint_url: str | None) -> SecretsManagerClient:
-    """The Secrets Manager client the commands use (default credential chain)."""
-    from rotation.config import Settings
-    from rotation.dispatcher import make_client
+def _note_local(args: argparse.Namespace, printer: Printer) -> None:
+    """The embedded stack makes no AWS calls: say so when AWS options were given anyway."""
+    given = [flag for flag, value in (("--profile", args.profile), ("--region", args.region),
+                                      ("--endpoint-url", args.endpoint_url)) if value]
+    if given:
+        printer.note(f"{', '.join(given)} not used: the embedded stack makes no AWS calls")
 
-    with aws_env(region, endpoint_url):
-        return make_client(Settings.from_env())
+
+# -- files: step events and secret samples -------------------------------------------------------
+
+_EVENT_KEYS = frozenset({"Step", "SecretId", "ClientRequestToken"})
+_SECRET_KEYS = frozenset({"engine", "host", "port", "username", "password", "dbname",
+                          "masterarn"})
 
 
-def aws_client(service: str, region: str | None) -> Any:
-    """A boto3 client for another service (Lambda, CloudWatch Logs), or None when boto3 cannot
-    build one here (no region configured)."""
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError
+def is_secret_sample(data: Mapping[str, Any]) -> bool:
+    """A secret's JSON (engine, host, username, password...), not a step event."""
+    return not (_EVENT_KEYS & data.keys()) and bool(_SECRET_KEYS & data.keys())
 
+
+def is_step_event(data: Mapping[str, Any]) -> bool:
+    return bool({"Step", "ClientRequestToken"} & data.keys())
+
+
+def _read_json_object(path: str, what: str, example: str) -> dict[str, Any]:
     try:
-        return boto3.client(service, region_name=region,
-                            config=Config(connect_timeout=5, read_timeout=10,
-                                          retries={"max_attempts": 2, "mode": "standard"}))
-    except BotoCoreError:
-        return None
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the {what} {path}: {type(exc).__name__}",
+                         f"pass a JSON file such as {example}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"the {what} {path} does not hold a JSON object",
+                         f"pass a JSON file such as {example}")
+    for key in ("RotationToken", "password"):
+        if isinstance(data.get(key), str):
+            _redact.register(data[key])
+    return data
+
+
+def load_event(path: str) -> dict[str, Any]:
+    """A step event; a secret sample is refused (usage error)."""
+    data = _read_json_object(path, "event file", "events/setSecret.json")
+    if is_secret_sample(data):
+        raise UsageError(f"{path} is a secret sample, not a step event: pass it with --local "
+                         "--secret FILE, or use events/<step>.json",
+                         f"rotation invoke --local --secret {path} -e events/setSecret.json")
+    return data
+
+
+def check_secret_sample(path: str | None) -> None:
+    """``--secret FILE`` must be a secret sample; a step event is refused (usage error)."""
+    if path is None:
+        return
+    data = _read_json_object(path, "secret sample", f"{SAMPLES_DIR}/secret-postgres.json")
+    if is_step_event(data):
+        raise UsageError(f"{path} is a step event, not a secret sample: pass it as the event "
+                         f"(-e {path}), and a secret sample such as "
+                         f"{SAMPLES_DIR}/secret-postgres.json with --secret",
+                         f"the secret samples are in {SAMPLES_DIR}/, the step events in "
+                         "events/")
 
 
 # -- invoke --------------------------------------------------------------------------------------
 
-def _load_event(path: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise RotationError(f"cannot read the event file {path}: {type(exc).__name__}",
-                            hint="pass a JSON event such as events/setSecret.json") from None
-    if not isinstance(data, dict):
-        raise RotationError(f"the event file {path} does not hold a JSON object")
-    if isinstance(data.get("RotationToken"), str):
-        _redact.register(data["RotationToken"])
-    return data
-
-
 def cmd_invoke(args: argparse.Namespace, printer: Printer) -> int:
-    event = _load_event(args.event)
+    path = args.event or args.event_file
+    event = load_event(path)
     if args.local:
-        return _invoke_local(args, event, printer)
-    if args.secret or args.engine:
-        printer.error("--secret and --engine only apply with --local")
-        return EXIT_USAGE
+        return _invoke_local(args, path, event, printer)
     from rotation import handler
     from rotation.tools.local import LocalLambdaContext
 
-    with aws_env(args.region, args.endpoint_url), function_logs(True):
+    secret_id = str(event.get("SecretId") or "")
+    aws = AwsOptions.from_args(args, secret_id)
+    document: dict[str, Any] = {"step": event.get("Step"), "secret_id": secret_id}
+    with aws.as_default(), function_logs(True):
         handler.reset()
         started = time.perf_counter()
         try:
             result = handler.lambda_handler(event, LocalLambdaContext())
         except RotationError as exc:
-            printer.error(f"{event.get('Step')} failed: {exc.message}", exc.hint)
-            return EXIT_FAILED
+            document.update(succeeded=False, outcome="failed", error=exc.message, fix=exc.hint,
+                            cause=exc.category)
+            failure: RotationError | None = exc
+        else:
+            document.update(succeeded=True, outcome=result.get("Outcome"))
+            failure = None
         finally:
             handler.reset()
-    printer.line(f"{result.get('Step')}: {result.get('Outcome')} "
-                 f"({(time.perf_counter() - started) * 1000:.1f} ms)")
+            document["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if failure is not None:
+        # AccessDenied inside the step is the step's failure; no credentials, no region, an
+        # unreachable endpoint or throttling mean it could not run.
+        blocked = _step_blocked(aws)
+        if blocked is not None:
+            return printer.fail(blocked.message, blocked.fix, EXIT_CANNOT_RUN, document)
+        if args.json:
+            printer.json(document)
+        return printer.fail(f"{event.get('Step')} failed: {failure.message}", failure.hint,
+                            EXIT_FAILED)
+    if args.json:
+        printer.json(document)
+    else:
+        printer.line(f"{document['step']}: {document['outcome']} "
+                     f"({document['duration_ms']:.1f} ms)")
     return EXIT_OK
 
 
-def _invoke_local(args: argparse.Namespace, event: dict[str, Any], printer: Printer) -> int:
+def _step_blocked(aws: AwsOptions) -> Blocked | None:
+    blocked = aws.watch.blocked()
+    return None if blocked is None or blocked.kind == "denied" else blocked
+
+
+def _invoke_local(args: argparse.Namespace, path: str, event: dict[str, Any],
+                  printer: Printer) -> int:
     from rotation.tools.demo import replay_event
 
-    display = StepDisplay(printer)
     step = event.get("Step")
-    printer.line(f"replaying {step} from {args.event} on the embedded stack "
-                 "(moto + a throwaway database)")
+    if step not in STEPS:
+        raise UsageError(f"the event's Step {str(step)[:64]!r} is not a rotation step",
+                         "valid steps are " + ", ".join(STEPS))
+    check_secret_sample(args.secret)
+    _note_local(args, printer)
+    display = StepDisplay(printer)
+    quiet = args.json
+    if not quiet:
+        printer.line(f"replaying {step} from {path} on the embedded stack "
+                     "(moto + a throwaway database)")
 
     def on_step(report: StepReport) -> None:
-        if report.step != step:
+        if report.step != step and not quiet:
             display.finished(report)
 
     with function_logs(args.verbose):
         result = replay_event(event, engine=args.engine, sample=args.secret, on_step=on_step)
-    _print_replay(result, printer)
+    if quiet:
+        printer.json(_replay_dict(result))
+    else:
+        _print_replay(result, printer)
     return EXIT_OK if result.succeeded else EXIT_FAILED
+
+
+def _replay_dict(result: ReplayReport) -> dict[str, Any]:
+    return {"step": result.step, "secret": result.secret_name, "engine": result.engine,
+            "server": result.server, "strategy": result.strategy,
+            "succeeded": result.succeeded, "result": _step_dict(result.result),
+            "prepared": [_step_dict(s) for s in result.prepared],
+            "labels_after": result.labels_after, "api_calls": dict(sorted(
+                result.api_calls.items()))}
 
 
 def _print_replay(result: ReplayReport, printer: Printer) -> None:
@@ -267,6 +383,8 @@ class FollowReport:
     duration_s: float = 0.0
     error: str | None = None
     hint: str = ""
+    #: set when RotateSecret could not run (credentials, access, endpoint, throttling)
+    blocked: Blocked | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"secret_id": self.secret_id, "arn": self.arn, "version": self.version_id,
@@ -297,16 +415,19 @@ def follow_rotation(client: SecretsManagerClient, secret_id: str, *, timeout: fl
         response = client.rotate_secret(SecretId=secret_id, RotateImmediately=True)
     except ClientError as exc:
         error = exc.response.get("Error", {})
+        report.blocked = blocked_by(exc)
         report.error = (f"RotateSecret on {secret_id} failed: {error.get('Code')}: "
                         f"{_redact.redact(str(error.get('Message', '')))[:300]}")
-        report.hint = ("a previous rotation is stuck: run `rotation doctor "
-                       f"{secret_id}` (--fix clears it)"
-                       if "previous rotation" in str(error.get("Message", "")).lower() else
-                       f"run `rotation doctor {secret_id}` to check the setup")
+        report.hint = report.blocked.fix if report.blocked else (
+            "a previous rotation is stuck: run `rotation doctor "
+            f"{secret_id}` (--fix clears it)"
+            if "previous rotation" in str(error.get("Message", "")).lower() else
+            f"run `rotation doctor {secret_id}` to check the setup")
         return report
     except BotoCoreError as exc:
+        report.blocked = blocked_by(exc)
         report.error = f"RotateSecret on {secret_id} failed: {type(exc).__name__}"
-        report.hint = botocore_hint(exc)
+        report.hint = report.blocked.fix if report.blocked else ""
         return report
     report.arn, report.version_id = response["ARN"], response["VersionId"]
     token = report.version_id
@@ -354,29 +475,31 @@ def follow_rotation(client: SecretsManagerClient, secret_id: str, *, timeout: fl
 def cmd_rotate(args: argparse.Namespace, printer: Printer) -> int:
     if args.local:
         return _rotate_local(args, printer)
-    if not args.secret_id:
-        printer.error("SECRET_ID is required (or pass --local)")
-        return EXIT_USAGE
-    client = secrets_client(args.region, args.endpoint_url)
+    client = secrets_client(AwsOptions.from_args(args, args.secret_id))
     if not args.json:
         printer.line(f"rotating {args.secret_id} (RotateSecret, then following its labels)")
     report = follow_rotation(
         client, args.secret_id, timeout=args.timeout, interval=args.interval,
         on_event=None if args.json else lambda text: printer.line(f"  {text}"),
         on_wait=None if args.json else printer.status)
+    if report.blocked is not None:
+        return printer.fail(report.blocked.message, report.blocked.fix, EXIT_CANNOT_RUN,
+                            report.to_dict())
     if args.json:
         printer.json(report.to_dict())
     elif report.succeeded:
         printer.line(f"done in {report.duration_s:.1f} s; labels: "
                      f"{labels_text(report.labels_after)}")
     if report.error:
-        printer.error(report.error, report.hint)
+        return printer.fail(report.error, report.hint, EXIT_FAILED)
     return EXIT_OK if report.succeeded else EXIT_FAILED
 
 
 def _rotate_local(args: argparse.Namespace, printer: Printer) -> int:
     from rotation.tools.demo import local_target, rotate_once
 
+    check_secret_sample(args.secret)
+    _note_local(args, printer)
     display = StepDisplay(printer)
     quiet = args.json
     with function_logs(args.verbose), local_target(
@@ -421,22 +544,31 @@ def _check_line(result: CheckResult) -> str:
     return line
 
 
-def cmd_doctor(args: argparse.Namespace, printer: Printer) -> int:
+def _doctor_settings(args: argparse.Namespace) -> Settings:
+    """The function's settings from the environment, ``--ca-bundle`` replacing
+    ROTATION_CA_BUNDLE. The bundle is not checked here: db-tls reports a bundle that is missing,
+    not a PEM or not the server's CA, naming the flag and the file."""
     from rotation.config import Settings
-    from rotation.tools.doctor import run_doctor
 
-    # --ca-bundle replaces ROTATION_CA_BUNDLE. It is not checked here: db-tls reports a bundle
-    # that is missing, not a PEM or not the server's CA, naming the flag and the file.
     with mock.patch.dict(os.environ, {}) as env:
         if args.ca_bundle:
             env.pop("ROTATION_CA_BUNDLE", None)
         settings = Settings.from_env()
-    if args.ca_bundle:
-        settings = replace(settings, ca_bundle=args.ca_bundle)
-    client = secrets_client(args.region, args.endpoint_url)
-    region = args.region or client.meta.region_name
-    lambda_client = None if args.no_function else aws_client("lambda", region)
-    logs_client = None if args.no_function else aws_client("logs", region)
+    return replace(settings, ca_bundle=args.ca_bundle) if args.ca_bundle else settings
+
+
+def cmd_doctor(args: argparse.Namespace, printer: Printer) -> int:
+    if args.remote:
+        return _doctor_remote(args, printer)
+    if args.local:
+        return _doctor_local(args, printer)
+    from rotation.tools.doctor import run_doctor
+
+    settings = _doctor_settings(args)
+    aws = AwsOptions.from_args(args, args.secret_id, args.function_name)
+    client = secrets_client(aws)
+    lambda_client = None if args.no_function else aws_client(aws, "lambda")
+    logs_client = None if args.no_function else aws_client(aws, "logs")
     if not args.json:
         printer.line(f"rotation doctor: {args.secret_id}" + (" (--fix)" if args.fix else ""))
     report = run_doctor(
@@ -445,16 +577,74 @@ def cmd_doctor(args: argparse.Namespace, printer: Printer) -> int:
         function_name=args.function_name, master_secret_id=args.master_secret,
         lambda_client=lambda_client, logs_client=logs_client,
         on_result=None if args.json else lambda r: printer.line(_check_line(r)))
-    _print_doctor_summary(report, printer, as_json=args.json)
-    return EXIT_FAILED if report.failed else EXIT_OK
+    # The doctor's first call, DescribeSecret, is its own: when that could not run, no verdict
+    # on the secret was reached.
+    return _doctor_exit(report, printer, blocked=aws.watch.blocked("DescribeSecret"))
 
 
-def _print_doctor_summary(report: DoctorReport, printer: Printer, *, as_json: bool) -> None:
-    if as_json:
+def _doctor_local(args: argparse.Namespace, printer: Printer) -> int:
+    """The doctor's checks on a secret of the embedded stack (moto + a throwaway database),
+    with the settings the local function runs with (the server's CA)."""
+    from rotation.tools.demo import local_target
+    from rotation.tools.doctor import run_doctor
+
+    check_secret_sample(args.secret)
+    _note_local(args, printer)
+    with function_logs(False), local_target(
+            engine=args.engine, sample=args.secret, secret_name=args.secret_id) as target:
+        if not args.json:
+            printer.line(f"rotation doctor: {target.name} on the embedded stack (moto + a "
+                         f"throwaway {target.engine} at {target.server.host}:"
+                         f"{target.server.port})" + (" (--fix)" if args.fix else ""))
+        report = run_doctor(
+            target.client, target.arn, _doctor_settings(args), fix=args.fix,
+            timeout=args.timeout, strategy=args.strategy, master_secret_id=args.master_secret,
+            on_result=None if args.json else lambda r: printer.line(_check_line(r)))
+    return _doctor_exit(report, printer)
+
+
+def _doctor_remote(args: argparse.Namespace, printer: Printer) -> int:
+    """The checks run inside the deployed function (its network, its role); verdicts only.
+    Finding the function is the secret's business (a missing secret or function: exit 1); once
+    it is known, anything that keeps the verdicts from arriving means the doctor could not run."""
+    from rotation.tools.remote_doctor import (
+        RemoteDoctorError,
+        client_config,
+        default_function_name,
+        run_remote_doctor,
+    )
+
+    aws = AwsOptions.from_args(args, args.secret_id, args.function_name)
+    try:
+        function_name = args.function_name or default_function_name(secrets_client(aws),
+                                                                     args.secret_id)
+    except RemoteDoctorError as exc:
+        blocked = aws.watch.blocked("DescribeSecret")
+        return printer.fail(exc.message, exc.hint,
+                            EXIT_CANNOT_RUN if blocked is not None else EXIT_FAILED)
+    if not args.json:
+        printer.line(f"rotation doctor: {args.secret_id} (--remote: inside {function_name})")
+    try:
+        report = run_remote_doctor(aws_client(aws, "lambda", client_config()), function_name,
+                                   args.secret_id, timeout=args.timeout)
+    except RemoteDoctorError as exc:
+        return printer.fail(exc.message, exc.hint, EXIT_CANNOT_RUN)
+    if not args.json:
+        for result in report.checks:
+            printer.line(_check_line(result))
+    return _doctor_exit(report, printer)
+
+
+def _doctor_exit(report: DoctorReport, printer: Printer, *,
+                 blocked: Blocked | None = None) -> int:
+    if blocked is not None:
+        return printer.fail(blocked.message, blocked.fix, EXIT_CANNOT_RUN, report.to_dict())
+    if printer.json_mode:
         printer.json(report.to_dict())
-        return
-    summary = report.summary()
-    printer.line("summary: " + ", ".join(f"{n} {s}" for s, n in summary.items()))
+    else:
+        summary = report.summary()
+        printer.line("summary: " + ", ".join(f"{n} {s}" for s, n in summary.items()))
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 # -- demo ----------------------------------------------------------------------------------------
@@ -462,6 +652,7 @@ def _print_doctor_summary(report: DoctorReport, printer: Printer, *, as_json: bo
 def cmd_demo(args: argparse.Namespace, printer: Printer) -> int:
     from rotation.tools.demo import LocalTarget, run_demo
 
+    _note_local(args, printer)
     display = StepDisplay(printer)
     quiet = args.json
 
@@ -512,28 +703,31 @@ def cmd_demo(args: argparse.Namespace, printer: Printer) -> int:
 def cmd_policy(args: argparse.Namespace, printer: Printer) -> int:
     from botocore.exceptions import ClientError
 
-    from rotation.tools.policy import PolicyInputError, describe_kind, parse_secret_arn, policy_for
+    from rotation.tools.policy import PolicyInputError, describe_kind, policy_for
 
+    aws = AwsOptions.from_args(args, args.secret_id)
+    region = aws.region
     try:
-        region = args.region or (parse_secret_arn(args.secret_id).region
-                                 if args.secret_id.startswith("arn:") else None)
         clients: dict[str, Any] = {}
-        if not args.offline:
-            clients["secrets_client"] = secrets_client(region, args.endpoint_url)
-            region = region or clients["secrets_client"].meta.region_name
-            clients["kms_client"] = aws_client("kms", region)
+        if not args.offline:  # --offline makes no AWS call, so it needs no session either
+            clients["secrets_client"] = secrets_client(aws)
+            region = region or aws.region_name
+            clients["kms_client"] = aws_client(aws, "kms")
         document = policy_for(args.secret_id, args.kind, region=region, account=args.account,
                               kms_key=args.kms_key, describe=args.describe, **clients)
     except PolicyInputError as exc:
-        printer.error(str(exc))
-        return EXIT_USAGE
+        return printer.fail(str(exc), "see `rotation policy --help`", EXIT_USAGE)
     except ClientError as exc:
+        blocked = blocked_by(exc)
+        if blocked is not None:
+            return printer.fail(blocked.message, blocked.fix + "; without access to the "
+                                "secret: --offline --region R --account A", EXIT_CANNOT_RUN)
         error = exc.response.get("Error", {})
-        printer.error(f"{error.get('Code')}: {error.get('Message', '')}",
-                      "without access to the secret: --offline --region R --account A")
-        return EXIT_FAILED
+        return printer.fail(f"{error.get('Code')}: {error.get('Message', '')}",
+                            "without access to the secret: --offline --region R --account A",
+                            EXIT_FAILED)
     printer.err.write(_redact.redact(describe_kind(args.kind)) + "\n")
-    printer.json(document)
+    printer.json(document)  # the policy is the output, with or without --json
     return EXIT_OK
 
 
@@ -542,28 +736,69 @@ def cmd_policy(args: argparse.Namespace, printer: Printer) -> int:
 def cmd_consumers(args: argparse.Namespace, printer: Printer) -> int:
     from rotation.tools.consumers import SecretNotFound, find_consumers, table_lines
 
-    parts = args.secret_id.split(":")
-    region = args.region or (parts[3] if args.secret_id.startswith("arn:") and len(parts) > 6
-                             else None)
-    client = secrets_client(region, args.endpoint_url)
-    region = region or client.meta.region_name
+    aws = AwsOptions.from_args(args, args.secret_id)
+    client = secrets_client(aws)
+    region = aws.region_name
     try:
-        report = find_consumers(client, args.secret_id, ecs=aws_client("ecs", region),
-                                batch=aws_client("batch", region),
-                                lambda_=aws_client("lambda", region))
+        report = find_consumers(client, args.secret_id, ecs=aws_client(aws, "ecs"),
+                                batch=aws_client(aws, "batch"),
+                                lambda_=aws_client(aws, "lambda"),
+                                iam=aws_client(aws, "iam"), kms=aws_client(aws, "kms"))
     except SecretNotFound:
-        printer.error(f"no secret {args.secret_id} in {region}",
-                      "pass the secret's name or ARN, and --region for its region")
-        return EXIT_USAGE
-    if args.json:
-        printer.json(report.to_dict())
-    else:
+        return printer.fail(f"no secret {args.secret_id} in {region}",
+                            "pass the secret's name or ARN, and --region for its region",
+                            EXIT_USAGE)
+    if not args.json:
         for line in table_lines(report):
             printer.line(line)
+    if report.incomplete and not report.failed:
+        return printer.fail("some consumer checks could not run (the sources or permissions "
+                            "marked \"not checked\" or \"could not check\")",
+                            "give your credentials read access to them (--profile), then run "
+                            "it again", EXIT_CANNOT_RUN, report.to_dict())
+    if args.json:
+        printer.json(report.to_dict())
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
 # -- the parser ----------------------------------------------------------------------------------
+
+class UsageExit(SystemExit):
+    """argparse's exit 2, with the message kept for the JSON error document."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.prog, self.message = prog, message
+
+
+Check = Callable[[argparse.Namespace], "str | None"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus checks across options (``--remote`` with ``--local``, ...) that run as
+    part of parsing, so every usage error exits 2 with the subcommand's usage line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+        self.checks: dict[str, Check] = {}
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise UsageExit(self.prog, message)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        subparser = self.commands.get(getattr(parsed, "command", None) or "")
+        if subparser is not None:  # the subcommand's usage line, not the root's
+            if extras:
+                subparser.error(f"unrecognized arguments: {' '.join(extras)}")
+            check = self.checks.get(parsed.command)
+            if check is not None and (problem := check(parsed)):
+                subparser.error(problem)
+        return parsed, extras
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -585,52 +820,152 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _aws_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("AWS")
-    group.add_argument("--region", help="AWS region (default: the AWS CLI's configuration)")
-    group.add_argument("--endpoint-url", metavar="URL",
-                       help=f"Secrets Manager endpoint (sets {ENDPOINT}), e.g. a VPC endpoint")
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text[:100]!r} is not an http(s) URL")
+    return text
 
 
-def _local_options(parser: argparse.ArgumentParser) -> None:
+def _global_options(parser: argparse.ArgumentParser, *, subcommand: bool) -> None:
+    """The options every subcommand takes, before or after its name. On a subcommand their
+    default is SUPPRESS, so a value given before the name is not reset by the subparser."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if subcommand else value
+
+    aws = parser.add_argument_group(
+        "AWS options", "the same before or after the subcommand; the embedded stack (demo, "
+                       "--local) makes no AWS calls and ignores them")
+    aws.add_argument("--profile", metavar="NAME", default=default(None),
+                     help="named profile of the AWS config file for every AWS client the "
+                          "command builds (default: AWS_PROFILE, else the default chain)")
+    aws.add_argument("--region", metavar="REGION", default=default(None),
+                     help="AWS region (default: the region of a full ARN given as SECRET_ID "
+                          "or function, else the profile's or AWS_DEFAULT_REGION)")
+    aws.add_argument("--endpoint-url", metavar="URL", type=_url, default=default(None),
+                     help=f"Secrets Manager endpoint (for the function: {ENDPOINT}), e.g. a "
+                          "VPC endpoint")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", default=default(False),
+                     help='print one JSON document on stdout: the result, or {"error", "fix", '
+                          '"exit_code"} when there is none')
+
+
+def _local_options(parser: argparse.ArgumentParser, *, verbose: bool = True) -> None:
     group = parser.add_argument_group("embedded stack (--local)")
-    group.add_argument("--engine", choices=("postgres", "aurora-postgresql", "mysql", "mariadb",
-                                            "aurora-mysql", "redis"),
+    group.add_argument("--engine", choices=LOCAL_ENGINES,
                        help="database engine of the local secret (default: the sample's, else "
                             "postgres); MySQL engines run on a throwaway MariaDB")
-    group.add_argument("--secret", metavar="SECRET.json",
-                       help="secret sample (default events/secret-<engine>.json); its host, port, "
-                            "dbname and password are replaced by the throwaway server's")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show the function's INFO log lines (on stderr)")
+    group.add_argument("--secret", metavar="FILE",
+                       help=f"secret sample (default {SAMPLES_DIR}/secret-<engine>.json); its "
+                            "host, port, dbname and password are replaced by the throwaway "
+                            "server's")
+    if verbose:
+        group.add_argument("-v", "--verbose", action="store_true",
+                           help="show the function's INFO log lines (on stderr)")
+
+
+def _only_local(args: argparse.Namespace) -> str | None:
+    if not args.local and (args.secret or args.engine):
+        return "--secret and --engine only apply with --local"
+    return None
+
+
+def _check_invoke(args: argparse.Namespace) -> str | None:
+    if args.event and args.event_file:
+        return "give the event once: EVENT.json or -e EVENT.json, not both"
+    if not (args.event or args.event_file):
+        return "an event file is required: -e EVENT.json (e.g. events/setSecret.json)"
+    return _only_local(args)
+
+
+def _check_rotate(args: argparse.Namespace) -> str | None:
+    if not args.local and not args.secret_id:
+        return "SECRET_ID is required (or pass --local)"
+    return _only_local(args)
+
+
+def _check_doctor(args: argparse.Namespace) -> str | None:
+    if args.remote and (args.local or args.fix):
+        return "--remote runs the checks in the deployed function: not with --local or --fix"
+    if args.local and args.function_name:
+        return "--function-name does not apply with --local (the embedded stack has no function)"
+    if not args.local and not args.secret_id:
+        return "SECRET_ID is required (or pass --local)"
+    return _only_local(args)
+
+
+def _common_parent() -> _Parser:
+    parent = _Parser(add_help=False)
+    _global_options(parent, subcommand=True)
+    return parent
+
+
+EPILOG = """\
+Global options (--profile, --region, --endpoint-url, --json) go before or after the subcommand.
+
+exit status:
+  0    ok
+  1    a check, a step or a rotation failed (what was examined is wrong)
+  2    usage error (bad options, or a file that is not what its option takes)
+  3    could not run: no credentials or region, unknown profile, unreachable endpoint,
+       access denied to the command's own call, throttled, or the embedded stack did not start
+  130  interrupted (Ctrl-C or SIGTERM); what the command started was stopped
+
+With --json, stdout holds one JSON document: the result when the command reached a verdict
+(exit 0 or 1), else {"error", "fix", "exit_code"} (with "result" when there is a partial one).
+Errors also go to stderr."""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts; keeps a text with line breaks (the exit status table) as is."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "\n".join(indent + line if line else line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rotation",
+    parser = _Parser(
+        prog="rotation", formatter_class=_Formatter, epilog=EPILOG,
         description="Secrets Manager rotation for PostgreSQL, MySQL/MariaDB and Redis: replay a "
-                    "step, run or follow a rotation, check a secret's setup, or see it all "
-                    "work locally.")
+                    "step, run or follow a rotation, check a secret's setup, see it all work "
+                    "locally, and find and grant its consumers.")
     parser.add_argument("--version", action="version", version=f"rotation {__version__}")
+    _global_options(parser, subcommand=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parent = _common_parent()
 
-    invoke = sub.add_parser(
-        "invoke", help="run lambda_handler once with an event file",
-        description="Run rotation.handler.lambda_handler once with EVENT.json. Without --local "
-                    "it acts on the secret named in the event, in AWS (default credentials). "
-                    "With --local it replays the event on an embedded stack: moto, a throwaway "
-                    "database, a user and its secret, the steps that precede the event's step, "
-                    "then the event's step itself.")
-    invoke.add_argument("event", metavar="EVENT.json", help="a step event, e.g. "
-                        "events/setSecret.json")
+    def command(name: str, func: Callable[[argparse.Namespace, Printer], int], *,
+                check: Check | None = None, **kwargs: Any) -> argparse.ArgumentParser:
+        subparser = sub.add_parser(name, parents=[parent], **kwargs)
+        subparser.set_defaults(func=func)
+        parser.commands[name] = subparser
+        if check is not None:
+            parser.checks[name] = check
+        return subparser
+
+    invoke = command(
+        "invoke", cmd_invoke, check=_check_invoke,
+        help="run lambda_handler once with a step event",
+        description="Run rotation.handler.lambda_handler once with a step event (as `sam local "
+                    "invoke -e`). Without --local it acts on the secret named in the event, in "
+                    "AWS. With --local it replays the event on an embedded stack: moto, a "
+                    "throwaway database, a user and its secret, the steps that precede the "
+                    "event's step, then the event's step itself. A secret sample is not an "
+                    "event: pass it with --local --secret.")
+    invoke.add_argument("event", metavar="EVENT.json", nargs="?",
+                        help="a step event, e.g. events/setSecret.json (or -e)")
+    invoke.add_argument("-e", "--event", dest="event_file", metavar="EVENT.json",
+                        help="the step event, as SAM CLI spells it")
     invoke.add_argument("--local", action="store_true",
                         help="replay on the embedded stack instead of AWS")
     _local_options(invoke)
-    _aws_options(invoke)
-    invoke.set_defaults(func=cmd_invoke)
 
-    rotate = sub.add_parser(
-        "rotate", help="rotate a secret and follow it step by step",
+    rotate = command(
+        "rotate", cmd_rotate, check=_check_rotate,
+        help="rotate a secret and follow it step by step",
         description="Against AWS: RotateSecret (immediately), then follow the rotation by its "
                     "versions and labels until AWSCURRENT moved to the new version (exit 0) or "
                     "the timeout (exit 1). With --local: one full rotation on the embedded "
@@ -640,30 +975,37 @@ def build_parser() -> argparse.ArgumentParser:
                              "default rotation-demo-<engine>)")
     rotate.add_argument("--local", action="store_true",
                         help="rotate on the embedded stack instead of AWS")
-    rotate.add_argument("--json", action="store_true", help="print one JSON document")
     rotate.add_argument("--timeout", type=_seconds, default=300.0, metavar="S",
-                        help="give up following after S seconds (default 300)")
+                        help="seconds to wait for the rotation to finish before giving up "
+                             "(default 300)")
     rotate.add_argument("--interval", type=_seconds, default=2.0, metavar="S",
                         help=argparse.SUPPRESS)
     _local_options(rotate)
-    _aws_options(rotate)
-    rotate.set_defaults(func=cmd_rotate)
 
-    doctor = sub.add_parser(
-        "doctor", help="preflight checks for a secret's rotation",
+    doctor = command(
+        "doctor", cmd_doctor, check=_check_doctor,
+        help="preflight checks for a secret's rotation",
         description="Check what a rotation of SECRET_ID needs: Secrets Manager and KMS access, "
                     "the rotation configuration, the secret's keys, stuck labels, the database "
                     "network path, TLS and login, PostgreSQL's password storage, the master "
                     "secret, and the rotation function (runtime, concurrency, last rotation in "
-                    "its logs). Exit 1 when a check fails.")
-    doctor.add_argument("secret_id", metavar="SECRET_ID", help="secret name or ARN")
+                    "its logs). It runs from here, with your credentials; --remote runs the "
+                    "checks inside the deployed function instead; --local checks a secret on "
+                    "the embedded stack. Exit 1 when a check fails.")
+    doctor.add_argument("secret_id", metavar="SECRET_ID", nargs="?",
+                        help="secret name or ARN (with --local: the local secret's name, "
+                             "default rotation-demo-<engine>)")
+    doctor.add_argument("--local", action="store_true",
+                        help="check a secret on the embedded stack instead of AWS")
+    doctor.add_argument("--remote", action="store_true",
+                        help="run the checks inside the deployed rotation function (its network "
+                             "and role): verdicts only")
     doctor.add_argument("--fix", action="store_true",
                         help="remove a stuck AWSPENDING label, only after a login proved that "
                              "AWSCURRENT is the credential in use")
-    doctor.add_argument("--json", action="store_true", help="print one JSON document")
     doctor.add_argument("--function-name", metavar="NAME",
-                        help="rotation function to check (default: the secret's "
-                             "RotationLambdaARN)")
+                        help="rotation function to check, or with --remote to run the checks "
+                             "in (default: the secret's RotationLambdaARN)")
     doctor.add_argument("--no-function", action="store_true",
                         help="skip the Lambda and CloudWatch Logs checks")
     doctor.add_argument("--master-secret", metavar="SECRET_ID",
@@ -676,34 +1018,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rotation strategy (default: the function's ROTATION_STRATEGY, "
                              "else inferred from masterarn)")
     doctor.add_argument("--timeout", type=_seconds, default=5.0, metavar="S",
-                        help="network and database connect timeout (default 5)")
-    _aws_options(doctor)
-    doctor.set_defaults(func=cmd_doctor)
+                        help="seconds to wait for each network connection and database login "
+                             "(default 5; with --remote, inside the function)")
+    _local_options(doctor, verbose=False)  # the doctor runs no step: no function log lines
 
-    demo = sub.add_parser(
-        "demo", help="rotate a throwaway database's password on the embedded stack",
+    demo = command(
+        "demo", cmd_demo,
+        help="rotate a throwaway database's password on the embedded stack",
         description="Start moto and a throwaway PostgreSQL (or MariaDB, or Redis), create a user "
                     "and its secret, rotate it N times through lambda_handler in one warm "
                     "container, and show per rotation: versions and labels, step timings, "
                     "Secrets Manager calls, database logins, and proof that the old password "
                     "stops working and the new one works. Everything started is stopped at the "
                     "end, or on Ctrl-C.")
-    demo.add_argument("--engine", choices=("postgres", "mariadb", "redis"), default="postgres",
-                      help="database engine (default postgres)")
+    demo.add_argument("--engine", choices=LOCAL_ENGINES, default="postgres",
+                      help="database engine of the local secret (default postgres); MySQL "
+                           "engines run on a throwaway MariaDB")
     demo.add_argument("--rotations", type=_positive_int, default=3, metavar="N",
                       help="how many rotations (default 3)")
-    demo.add_argument("--json", action="store_true", help="print one JSON document")
     demo.add_argument("-v", "--verbose", action="store_true",
                       help="show the function's INFO log lines (on stderr)")
-    demo.set_defaults(func=cmd_demo)
 
-    policy = sub.add_parser(
-        "policy", help="print the IAM policy a consumer of a secret needs",
-        description="Print the least-privilege IAM policy (JSON, on stdout) that a consumer of "
-                    "SECRET_ID needs: secretsmanager:GetSecretValue on the secret's ARN and, for "
-                    "a customer managed key, kms:Decrypt through Secrets Manager only "
-                    "(kms:ViaService). Which role gets it is printed on stderr. Without "
-                    "--offline, DescribeSecret (and KMS DescribeKey) give the ARN and key.")
+    policy = command(
+        "policy", cmd_policy,
+        help="print the IAM policy a consumer of a secret needs",
+        description="Print the least-privilege IAM policy (JSON, on stdout, with or without "
+                    "--json) that a consumer of SECRET_ID needs: secretsmanager:GetSecretValue "
+                    "on the secret's ARN and, for a customer managed key, kms:Decrypt through "
+                    "Secrets Manager only (kms:ViaService). Which role gets it is printed on "
+                    "stderr. Without --offline, DescribeSecret (and KMS DescribeKey) give the "
+                    "ARN and key.")
     policy.add_argument("secret_id", metavar="SECRET_ID", help="secret name or ARN")
     policy.add_argument("--for", dest="kind", required=True,
                         choices=("ecs-execution", "ecs-task", "lambda", "batch"),
@@ -719,23 +1063,26 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--describe", action="store_true",
                         help="also allow secretsmanager:DescribeSecret (AWS's caching libraries "
                              "call it; rotation.client does not)")
-    _aws_options(policy)
-    policy.set_defaults(func=cmd_policy)
 
-    consumers = sub.add_parser(
-        "consumers", help="find the ECS services, Batch jobs and Lambda functions reading a secret",
+    consumers = command(
+        "consumers", cmd_consumers,
+        help="find the ECS services, Batch jobs and Lambda functions reading a secret",
         description="Find the consumers of SECRET_ID in its region: ECS task definitions in use "
                     "by services (container secrets and repositoryCredentials), active Batch job "
                     "definitions, Lambda functions whose environment names the secret. For each: "
                     "how it references the secret and whether that form resolves, which role "
-                    "reads it, Copilot's tag rule, and what a rotation means for it. IAM and KMS "
-                    "permissions are not checked yet. Exit 1 when a consumer cannot read the "
-                    "secret.")
+                    "reads it and whether its IAM policy and the secret's KMS key let it, "
+                    "Copilot's tag rule, and what a rotation means for it. Exit 1 when a "
+                    "consumer cannot read the secret, 3 when a check could not run.")
     consumers.add_argument("secret_id", metavar="SECRET_ID", help="secret name or ARN")
-    consumers.add_argument("--json", action="store_true", help="print one JSON document")
-    _aws_options(consumers)
-    consumers.set_defaults(func=cmd_consumers)
     return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommand parsers by name, in the order they were added."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    choices: dict[str, argparse.ArgumentParser] = action.choices
+    return dict(choices)
 
 
 @contextmanager
@@ -756,9 +1103,17 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
-    printer = Printer()
+    try:
+        args = parser.parse_args(argv)
+    except UsageExit as exc:
+        if "--json" in argv:
+            Printer(json_mode=True).json({"error": exc.message,
+                                          "fix": f"see `{exc.prog} --help`",
+                                          "exit_code": EXIT_USAGE})
+        raise
+    printer = Printer(json_mode=args.json)
     func: Callable[[argparse.Namespace, Printer], int] = args.func
     try:
         with terminate_as_interrupt():
@@ -769,17 +1124,21 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
     except KeyboardInterrupt:
-        printer.error("interrupted; everything this command started was stopped")
-        return EXIT_INTERRUPTED
+        return printer.fail("interrupted; everything this command started was stopped", "",
+                            EXIT_INTERRUPTED)
+    except UsageError as exc:
+        return printer.fail(exc.message, exc.hint, EXIT_USAGE)
     except RotationError as exc:
-        printer.error(exc.message, exc.hint)
-        return EXIT_FAILED
-    except Exception as exc:  # no traceback that could carry a value; the type and message
-        from botocore.exceptions import BotoCoreError
+        from rotation.tools.demo import LocalRunError
 
-        printer.error(f"{type(exc).__name__}: {exc}",
-                      botocore_hint(exc) if isinstance(exc, BotoCoreError) else "")
-        return EXIT_FAILED
+        code = EXIT_CANNOT_RUN if isinstance(exc, LocalRunError) else EXIT_FAILED
+        return printer.fail(exc.message, exc.hint, code)
+    except Exception as exc:  # no traceback that could carry a value; the type and message
+        blocked = blocked_by(exc)
+        if blocked is not None:
+            return printer.fail(blocked.message, blocked.fix, EXIT_CANNOT_RUN)
+        return printer.fail(f"{type(exc).__name__}: {_redact.redact(str(exc))[:300]}", "",
+                            EXIT_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

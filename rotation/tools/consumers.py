@@ -29,9 +29,11 @@ the forms:
 * Lambda: the function passes the value to ``GetSecretValue``, which takes a name, a full ARN or
   a partial ARN (a partial ARN is discouraged: it matches by prefix).
 
-Not checked yet: whether the reading role's IAM policy and the secret's KMS key let it read (the
-``permissions`` column says "not checked"). Secret values are never put in a result: the JSON-key
-check keeps the secret's key names only.
+With an IAM client, each reading role is checked against the secret (``rotation.tools.access``:
+IAM's policy simulator with the secret's resource policy and the KMS key policy); without one the
+permissions are "not checked". ``failed``: some consumer cannot read the secret; ``incomplete``:
+some check could not run (a source not listed, a permission that could not be checked). Secret
+values are never put in a result: the JSON-key check keeps the secret's key names only.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rotation import _redact
 from rotation.secrets import CURRENT
+from rotation.tools.access import (
+    COULD_NOT_CHECK,
+    NOT_NEEDED,
+    AccessChecker,
+    ActionCheck,
+    SecretFacts,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -54,6 +63,10 @@ NOT_CHECKED = "not checked"
 COPILOT_TAGS = ("copilot-application", "copilot-environment")
 _ECS_SECRETS_DOC = ("docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                     "aws-properties-ecs-taskdefinition-secret.html")
+# consumer kind -> `rotation policy --for` kind (the role that reads)
+POLICY_KIND = {"ecs-service": "ecs-execution", "batch-job": "batch", "lambda": "lambda"}
+# the private registry credentials' format (ECS and Batch)
+REGISTRY_KEYS = frozenset({"username", "password"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class TargetSecret:
     tags: Mapping[str, str]
     keys: frozenset[str] | None  # top-level JSON keys of AWSCURRENT; None: not readable as JSON
     keys_note: str = ""
+    kms_key_id: str | None = None  # DescribeSecret's KmsKeyId; None: aws/secretsmanager
 
     @property
     def region(self) -> str:
@@ -78,6 +92,9 @@ class TargetSecret:
     def arn_tail(self) -> str:
         """``name-AbCdEf``: the ARN's resource part."""
         return self.arn.split(":", 6)[6]
+
+    def facts(self) -> SecretFacts:
+        return SecretFacts(self.arn, self.name, self.kms_key_id, self.tags)
 
 
 @dataclass(frozen=True)
@@ -104,10 +121,13 @@ class Consumer:
     resolves: bool
     reader: str  # role ARN, or "" when none
     reader_kind: str
-    permissions: str = NOT_CHECKED
+    permissions: str = NOT_CHECKED  # allowed | DENIED | could not check | not checked
     copilot: str = "n/a"
     on_rotation: str = ""
+    refresh: str = ""  # on_rotation in a word: redeploy | next job | next pull | runtime
     status: Status = "ok"
+    incomplete: bool = False  # a check could not run
+    access: list[ActionCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
 
@@ -129,14 +149,23 @@ class ConsumersReport:
     secret_name: str
     consumers: list[Consumer] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # source -> "checked" | why not
+    permissions: str = NOT_CHECKED  # "checked" | why not
 
     @property
     def failed(self) -> bool:
+        """Some consumer cannot read the secret."""
         return any(c.status == "fail" for c in self.consumers)
+
+    @property
+    def incomplete(self) -> bool:
+        """Some check could not run: a source not listed, a permission not checkable."""
+        return any(c.incomplete for c in self.consumers) or any(
+            state.startswith("not checked") for state in self.sources.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {"secret": {"arn": self.secret_arn, "name": self.secret_name},
-                "sources": self.sources, "failed": self.failed,
+                "sources": self.sources, "permissions": self.permissions,
+                "failed": self.failed, "incomplete": self.incomplete,
                 "consumers": [c.to_dict() for c in self.consumers]}
 
 
@@ -170,7 +199,8 @@ def load_target(client: SecretsManagerClient, secret_id: str) -> TargetSecret:
                 f"({exc.response.get('Error', {}).get('Code')})")
     except ValueError:
         note = "the secret's value is not JSON"
-    return TargetSecret(described["ARN"], described["Name"], tags, keys, note)
+    return TargetSecret(described["ARN"], described["Name"], tags, keys, note,
+                        described.get("KmsKeyId") or None)
 
 
 def parse_reference(value: str, secret: TargetSecret) -> Reference | None:
@@ -319,11 +349,30 @@ def _injected_consumer(kind: str, name: str, where: str, value: str, ref: Refere
                          if kind == "ecs-service" else
                          "injected at job start: jobs running during a rotation keep the old "
                          "value")
+        c.refresh = "redeploy" if kind == "ecs-service" else "next job"
         # the ON ROTATION column says it; the fix is how to redeploy
         c.problem("warn", "", redeploy)
     else:
         c.on_rotation = "read at each image pull"
+        c.refresh = "next pull"
+        _judge_registry_credentials(c, ref, secret, kind)
     return c
+
+
+def _judge_registry_credentials(c: Consumer, ref: Reference, secret: TargetSecret,
+                                kind: str) -> None:
+    """Private registry credentials: a JSON object with ``username`` and ``password``; Batch
+    documents only the secret's ARN for them (ECS also takes a name in the same region)."""
+    if kind == "batch-job" and ref.form == "name":
+        c.problem("warn", "a name only: Batch documents the secret's ARN for "
+                          "repositoryCredentials (docs.aws.amazon.com/batch/latest/APIReference/"
+                          "API_RepositoryCredentials.html)", f"use the full ARN {secret.arn}")
+    if c.resolves and secret.keys is not None and not secret.keys >= REGISTRY_KEYS:
+        c.problem("fail", "private registry credentials need the JSON keys username and "
+                          "password; the secret has "
+                          + (", ".join(sorted(secret.keys)) or "no key"),
+                  "point repositoryCredentials at a secret holding the registry's username and "
+                  "password")
 
 
 def ecs_consumers(ecs: Any, secret: TargetSecret) -> list[Consumer]:
@@ -353,7 +402,8 @@ def ecs_consumers(ecs: Any, secret: TargetSecret) -> list[Consumer]:
                             "ecs-service", f"{label} ({revision})", where, value, ref, injected,
                             td.get("executionRoleArn", ""), secret, td.get("taskRoleArn", ""),
                             f"after each rotation: aws ecs update-service --cluster {cluster_name} "
-                            f"--service {service.get('serviceName', '')} --force-new-deployment")
+                            f"--service {service.get('serviceName', '')} --force-new-deployment "
+                            f"(or list {label} in the rotation stack's RolloutEcsServices)")
                         _judge_copilot(c, {**td_tags, **service_tags}, secret)
                         found.append(c)
     return found
@@ -384,6 +434,7 @@ def lambda_consumers(lambda_: Any, secret: TargetSecret) -> list[Consumer]:
                          ref.form, False, fn.get("Role", ""), "function role")
             _judge_reference(c, ref, secret, injected=False)
             c.on_rotation = "reads at runtime"
+            c.refresh = "runtime"
             found.append(c)
     return found
 
@@ -392,9 +443,11 @@ Source = tuple[str, Any, Callable[[Any, TargetSecret], list[Consumer]]]
 
 
 def find_consumers(client: SecretsManagerClient, secret_id: str, *, ecs: Any = None,
-                   batch: Any = None, lambda_: Any = None) -> ConsumersReport:
+                   batch: Any = None, lambda_: Any = None, iam: Any = None,
+                   kms: Any = None) -> ConsumersReport:
     """Every consumer of ``secret_id`` the given clients can see. A source whose client is None
-    is skipped; one that cannot be listed is reported in ``sources`` with the error."""
+    is skipped; one that cannot be listed is reported in ``sources`` with the error. With ``iam``
+    (and ``kms`` for a customer managed key), each consumer's reading role is checked."""
     secret = load_target(client, secret_id)
     report = ConsumersReport(secret.arn, secret.name)
     sources: list[Source] = [("ecs", ecs, ecs_consumers), ("batch", batch, batch_consumers),
@@ -412,23 +465,68 @@ def find_consumers(client: SecretsManagerClient, secret_id: str, *, ecs: Any = N
                                     f"{_redact.redact(str(error.get('Message', '')))[:200]}")
         except BotoCoreError as exc:
             report.sources[name] = f"not checked: {type(exc).__name__}"
+    if iam is None:
+        report.permissions = "not checked: no IAM client"
+        return report
+    checker = AccessChecker(secret.facts(), iam=iam, kms=kms, secrets=client)
+    for consumer in report.consumers:
+        _judge_access(consumer, checker)
+    report.permissions = "checked"
     return report
+
+
+def _judge_access(c: Consumer, checker: AccessChecker) -> None:
+    """The reading role's verdicts, folded into the consumer's status, problems and fixes."""
+    if not c.reader:
+        c.permissions = "no role"  # already a failure: no execution role
+        return
+    if c.form in ("other-region", "other-account"):
+        c.permissions = "not checked: names another secret"
+        return
+    c.access = checker.check(c.reader, POLICY_KIND[c.kind])
+    for check in c.access:
+        if check.denied:
+            if check.fix.startswith("tag the secret") and c.copilot == "tags mismatch":
+                check.fix = ""  # the Copilot verdict already gives the exact tags
+            c.problem("fail", f"{check.action}: {check.decision}: {'; '.join(check.decided_by)}"
+                              + (f"; {check.why}" if check.why else ""), check.fix)
+        elif check.unknown:
+            c.incomplete = True
+            c.problem("warn", f"{check.action}: could not check: {check.why}")
+    if any(check.denied for check in c.access):
+        c.permissions = "DENIED"
+    elif any(check.unknown for check in c.access):
+        c.permissions = COULD_NOT_CHECK
+    else:
+        c.permissions = "allowed"
 
 
 # -- text ----------------------------------------------------------------------------------------
 
-_COLUMNS = ("STATUS", "CONSUMER", "WHERE", "FORM", "RESOLVES", "READ BY", "PERMISSIONS",
-            "COPILOT", "ON ROTATION")
+_COLUMNS = ("STATUS", "CONSUMER", "WHERE", "FORM", "GET SECRET", "DECRYPT", "ON ROTATION")
+_SHORT_KIND = {"ecs-service": "ecs", "batch-job": "batch", "lambda": "lambda"}
+
+
+def _verdict(c: Consumer, action: str) -> str:
+    """One action's verdict in a word, for the table (the lines below the row say why)."""
+    check = next((a for a in c.access if a.action == action), None)
+    if check is None:
+        return "-" if c.permissions.startswith("not checked") or not c.reader else "?"
+    if check.denied:
+        return "DENIED"
+    return {COULD_NOT_CHECK: "unknown", NOT_NEEDED: "not needed"}.get(check.decision,
+                                                                      check.decision)
 
 
 def table_lines(report: ConsumersReport) -> list[str]:
-    """The report as a table, each consumer's problems and fixes under it."""
+    """The report as a table that fits 120 columns for usual names; under each row the reading
+    role, the Copilot verdict, the problems and the fixes."""
     lines = [f"consumers of {report.secret_arn}"]
-    rows = [(c.status.upper() if c.status != "ok" else "ok", f"{c.kind} {c.name}", c.where,
-             c.form, "yes" if c.resolves else "NO",
-             f"{c.reader_kind} {c.reader.rsplit('/', 1)[-1]}" if c.reader
-             else f"{c.reader_kind}: NONE", c.permissions, c.copilot, c.on_rotation)
-            for c in report.consumers]
+    rows = [(c.status.upper() if c.status != "ok" else "ok",
+             f"{_SHORT_KIND.get(c.kind, c.kind)} {c.name}", c.where,
+             c.form if c.resolves else f"{c.form} (NO)",
+             _verdict(c, "secretsmanager:GetSecretValue"), _verdict(c, "kms:Decrypt"),
+             c.refresh) for c in report.consumers]
     if rows:
         widths = [max(len(str(r[i])) for r in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
         for index, row in enumerate([_COLUMNS, *rows]):
@@ -437,6 +535,10 @@ def table_lines(report: ConsumersReport) -> list[str]:
             if index == 0:
                 continue
             consumer = report.consumers[index - 1]
+            lines.append(f"    read by {consumer.reader_kind} {consumer.reader}"
+                         if consumer.reader else f"    read by: no {consumer.reader_kind}")
+            if consumer.copilot == "ok":  # a mismatch is among the problems
+                lines.append("    Copilot: the secret carries the service's tags")
             lines.extend(f"    {p}" for p in consumer.problems)
             lines.extend(f"    fix: {f}" for f in consumer.fixes)
     else:
@@ -444,7 +546,13 @@ def table_lines(report: ConsumersReport) -> list[str]:
     for source, state in report.sources.items():
         if state != "checked":
             lines.append(f"{source}: {state}")
+    if report.permissions != "checked":
+        lines.append(f"permissions: {report.permissions}")
     counts = {s: sum(c.status == s for c in report.consumers) for s in ("ok", "warn", "fail")}
+    unknown = sum(c.incomplete for c in report.consumers)
     lines.append(f"summary: {len(report.consumers)} consumer(s): "
-                 + ", ".join(f"{n} {s}" for s, n in counts.items()))
+                 + ", ".join(f"{n} {s}" for s, n in counts.items())
+                 + (f"; {unknown} not fully checked" if unknown else ""))
+    if report.incomplete:
+        lines.append("incomplete: some checks could not run (see above)")
     return lines

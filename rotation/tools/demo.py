@@ -47,6 +47,8 @@ ENGINES = ("postgres", "mariadb", "redis")
 #: the sandbox server that stands in for each engine (MySQL engines run on MariaDB locally)
 SANDBOX_SERVERS: Mapping[str, str] = {"postgres": "postgres", "mysql": "mariadb",
                                       "redis": "redis"}
+#: the secret samples (not step events: those are in events/)
+SAMPLES_DIR = Path("examples", "secrets")
 SAMPLE_FILES: Mapping[str, str] = {
     "postgres": "secret-postgres.json",
     "aurora-postgresql": "secret-postgres.json",
@@ -127,28 +129,29 @@ def sandbox_server(engine: str) -> Iterator[LocalServer]:
         yield server
 
 
-def events_dir() -> Path | None:
-    """``events/`` of the source tree or the current directory, if there is one."""
-    for candidate in (Path.cwd() / "events", Path(__file__).resolve().parent.parent / "events"):
-        if candidate.is_dir():
-            return candidate
+def samples_dir() -> Path | None:
+    """``examples/secrets/`` of the current directory or the source tree, if there is one."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / SAMPLES_DIR).is_dir():
+            return root / SAMPLES_DIR
     return None
 
 
 def load_sample(engine: str | None, path: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The secret sample: ``path``, else ``events/secret-<engine>.json``, else a built-in one."""
+    """The secret sample: ``path``, else ``examples/secrets/secret-<engine>.json``, else a
+    built-in one."""
     if path is not None:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise LocalRunError(f"cannot read the secret sample {path}: {type(exc).__name__}",
-                                hint="pass a JSON file such as events/secret-postgres.json") \
-                from None
+                                hint=f"pass a JSON file such as {SAMPLES_DIR}/"
+                                     "secret-postgres.json") from None
         if not isinstance(data, dict):
             raise LocalRunError(f"the secret sample {path} is not a JSON object")
         return data
     engine = engine or "postgres"
-    directory = events_dir()
+    directory = samples_dir()
     name = SAMPLE_FILES.get(engine)
     if directory is not None and name is not None and (directory / name).is_file():
         data = json.loads((directory / name).read_text())

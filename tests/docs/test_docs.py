@@ -5,8 +5,8 @@ troubleshooting's `cause` table covers every error category, each row linking to
 name an error of that cause.
 
 A block's treatment is the word after its language in the info string (```sh run, ```json
-file=events/secret-postgres.json, ...); a block without one fails. The scheme is described in the
-README ("The docs are tested"):
+file=examples/secrets/secret-postgres.json, ...); a block without one fails. The scheme is
+described in the README ("The docs are tested"):
 
 * ``console run``: each ``$ `` command runs; the other lines are its expected stdout, compared line
   by line after masking ids, ports and timings. ``...`` skips any number of lines; lines not
@@ -214,8 +214,18 @@ def check_console_run(block: Block) -> None:
 # -- sh check ------------------------------------------------------------------------------------
 
 def shell_commands(text: str) -> list[list[str]]:
+    """Each command of a block; `a && b` on one line is two commands."""
     joined = re.sub(r"\\\n", " ", text)
-    return [argv for line in joined.splitlines() if (argv := shlex.split(line, comments=True))]
+    commands: list[list[str]] = []
+    for line in joined.splitlines():
+        command: list[str] = []
+        for word in [*shlex.split(line, comments=True), "&&"]:
+            if word != "&&":
+                command.append(word)
+            elif command:
+                commands.append(command)
+                command = []
+    return commands
 
 
 @cache
@@ -251,7 +261,10 @@ SAM_OPTIONS: dict[str, dict[str, int | str]] = {
               "--template-file": 1},
     "deploy": {"--guided": 0, "--stack-name": 1, "--capabilities": "*",
                "--parameter-overrides": "*", "--region": 1, "--resolve-s3": 0,
-               "--no-confirm-changeset": 0, "--config-env": 1},
+               "--no-confirm-changeset": 0, "--config-env": 1, "--tags": 1},
+    "package": {"--s3-bucket": 1, "--resolve-s3": 0, "--output-template-file": 1,
+                "--template-file": 1, "--region": 1},
+    "publish": {"--template": 1, "--region": 1, "--semantic-version": 1},
     "local invoke": {"-e": 1, "--event": 1, "--parameter-overrides": "*", "--env-vars": 1},
 }
 CAPABILITIES = {"CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"}
@@ -400,8 +413,8 @@ def check_sh_check(block: Block) -> None:
 
 # -- python --------------------------------------------------------------------------------------
 
-LOCAL_STACK_SECRETS = {"prod/app/postgres": "events/secret-postgres.json",
-                       "prod/app/mysql": "events/secret-mysql.json"}
+LOCAL_STACK_SECRETS = {"prod/app/postgres": "examples/secrets/secret-postgres.json",
+                       "prod/app/mysql": "examples/secrets/secret-mysql.json"}
 
 LOCAL_STACK_PREAMBLE = """
 import pathlib
@@ -555,7 +568,8 @@ def test_every_doc_has_blocks_and_the_sample_events_are_all_shown() -> None:
     assert {p.name for p in DOCS} >= {"README.md", "migration.md", "secret-format.md",
                                       "troubleshooting.md", "writing-an-adapter.md"}
     shown = {b.argument for b in ALL_BLOCKS if (b.lang, b.treatment) == ("json", "file")}
-    samples = {f"events/{p.name}" for p in (ROOT / "events").glob("secret-*.json")}
+    samples = {f"examples/secrets/{p.name}"
+               for p in (ROOT / "examples" / "secrets").glob("secret-*.json")}
     assert samples <= shown, f"secret samples not in docs/secret-format.md: {samples - shown}"
 
 
@@ -957,6 +971,11 @@ NAMED_ELSEWHERE = {
     "SecretsManagerRDSMySQLRotationSingleUser": "a SAR app",
     "SecretsManagerRDSPostgreSQLRotationMultiUser": "a SAR app",
     "SecretsManagerRDSPostgreSQLRotationSingleUser": "a SAR app",
+    # AWS's sample functions for engines without an adapter here (docs/migration.md; the
+    # names are aws-samples/aws-secrets-manager-rotation-lambdas' folders)
+    **{f"SecretsManager{engine}Rotation{scheme}": "an AWS sample function"
+       for engine in ("RDSOracle", "RDSSQLServer", "Redshift", "MongoDB", "RDSDb2")
+       for scheme in ("SingleUser", "MultiUser")},
     "dbInstanceIdentifier": "the RDS-generated secret's key",
 }
 AWS_SERVICES = ("secretsmanager", "lambda", "kms", "rds")  # the APIs the docs name things from

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import secrets
 import socket
 import uuid
 from collections import Counter
@@ -26,15 +25,16 @@ import rotation.tools.demo
 from rotation.config import Settings
 from rotation.errors import ConnectError, DatabaseError, DbTimeoutError, LoginError, TlsError
 from rotation.event import STEPS
-from rotation.tools.cli import main
+from rotation.tools.cli import build_parser, main, subcommands
 from rotation.tools.doctor import PYTHON_RUNTIME_DEPRECATION, run_doctor
-from rotation.tools.sandbox import LoginCounts
-from tests.conftest import EVENTS, LeakScan, LogCapture
+from tests.conftest import EVENTS, ROOT, LeakScan, LogCapture
 from tests.functional.conftest import FAKE_ENGINE
+from tests.functional.fake_local_stack import FakeServer, install_fake_stack
 from tests.functional.fakes import FakeDatabase
 from tests.rig import Rig
 
 STEP_EVENTS = sorted(p.name for p in EVENTS.glob("*Secret*.json"))
+SECRET_SAMPLES = ROOT / "examples" / "secrets"
 
 
 def output(capsys: pytest.CaptureFixture[str], leak_scan: LeakScan) -> tuple[str, str]:
@@ -45,57 +45,17 @@ def output(capsys: pytest.CaptureFixture[str], leak_scan: LeakScan) -> tuple[str
     return out, err
 
 
-# -- a stand-in for the sandbox: the in-memory database behind every engine ----------------------
-
-class FakeServer:
-    """The sandbox server's interface over the in-memory database."""
-
-    engine = "fake"
-    host = "127.0.0.1"
-    port = 5432
-    dbname = "appdb"
-    admin_user = "fake_admin"
-    ca_file = None
-
-    def __init__(self, db: FakeDatabase) -> None:
-        self.db = db
-        self.admin_password = "admin-" + secrets.token_urlsafe(16)
-        db.passwords[self.admin_user] = self.admin_password
-        db.members[self.admin_user] = {"master"}
-        self._marks: list[Counter[str]] = []
-
-    def create_login_user(self, username: str, password: str, *,
-                          can_create_roles: bool = False) -> None:
-        self.db.passwords[username] = password
-
-    def log_position(self) -> int:
-        self._marks.append(Counter(self.db.logins))
-        return len(self._marks) - 1
-
-    def login_counts(self, since: int = 0) -> LoginCounts:
-        base = self._marks[since] if self._marks else Counter()
-        return LoginCounts(self.db.logins["ok"] - base["ok"],
-                           self.db.logins["failed"] - base["failed"])
-
+# -- the embedded stack on the in-memory database --------------------------------------------
 
 @pytest.fixture
 def fake_stack(db: FakeDatabase, monkeypatch: pytest.MonkeyPatch) -> FakeDatabase:
     """Every engine runs on the in-memory database; the 'sandbox' starts a FakeServer."""
-    fake = FAKE_ENGINE["fake"]
-    monkeypatch.setattr(rotation.adapters, "BUILTIN", {
-        **{engine: fake for engine in rotation.adapters.BUILTIN}, **FAKE_ENGINE})
-
-    @contextmanager
-    def fake_server(engine: str) -> Iterator[FakeServer]:
-        yield FakeServer(db)
-
-    monkeypatch.setattr(rotation.tools.demo, "sandbox_server", fake_server)
-    return db
+    return install_fake_stack(db, monkeypatch)
 
 
 # -- help and usage ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["invoke", "rotate", "doctor", "demo"])
+@pytest.mark.parametrize("command", sorted(subcommands(build_parser())))
 def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str],
                                    leak_scan: LeakScan) -> None:
     # GIVEN / WHEN --help on a subcommand
@@ -116,11 +76,15 @@ def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str],
     assert info.value.code == 2
 
 
-def test_rotate_without_secret_id_or_local_is_a_usage_error(
-        capsys: pytest.CaptureFixture[str], leak_scan: LeakScan) -> None:
-    assert main(["rotate"]) == 2
+@pytest.mark.parametrize("command", ["rotate", "doctor"])
+def test_no_secret_id_without_local_is_a_usage_error(
+        command: str, capsys: pytest.CaptureFixture[str], leak_scan: LeakScan) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command])
     _, err = output(capsys, leak_scan)
-    assert "SECRET_ID is required" in err
+    assert info.value.code == 2
+    assert f"usage: rotation {command}" in err
+    assert "SECRET_ID is required (or pass --local)" in err
 
 
 # -- invoke --local ------------------------------------------------------------------------------
@@ -188,7 +152,8 @@ def test_invoke_local_alternating_sample(fake_stack: FakeDatabase,
                                          leak_scan: LeakScan) -> None:
     # GIVEN the alternating-users sample (it names a master secret)
     # WHEN the finishSecret event is replayed with it
-    code = main(["invoke", "--local", "--secret", str(EVENTS / "secret-postgres-alternating.json"),
+    code = main(["invoke", "--local", "--secret",
+                 str(SECRET_SAMPLES / "secret-postgres-alternating.json"),
                  str(EVENTS / "finishSecret.json")])
 
     # THEN the clone user was created by the master and the rotation finished
@@ -222,7 +187,7 @@ def test_invoke_local_rejects_a_bad_event_file(tmp_path: Path, fake_stack: FakeD
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"Step": "rotateEverything", "SecretId": "x",
                                "ClientRequestToken": str(uuid.uuid4())}))
-    assert main(["invoke", "--local", str(bad)]) == 1
+    assert main(["invoke", "--local", str(bad)]) == 2
     _, err = output(capsys, leak_scan)
     assert "valid steps are createSecret" in err
 
@@ -474,9 +439,9 @@ def test_demo_without_the_engines_adapter_fails_clearly(
     # WHEN the demo is asked for MariaDB
     code = main(["demo", "--engine", "mariadb"])
 
-    # THEN it fails with the reason, not a traceback
+    # THEN it could not run (exit 3), with the reason, not a traceback
     _, err = output(capsys, leak_scan)
-    assert code == 1
+    assert code == 3
     assert "engine 'mariadb' is not available" in err
     assert "Traceback" not in err
 
@@ -1051,7 +1016,7 @@ def test_doctor_cli_uses_lambda_and_logs_clients(drig: Rig, monkeypatch: pytest.
     # GIVEN the CLI's Lambda and Logs clients
     lam, logs = FakeLambda(runtime="python3.9", reserved=2), FakeLogs([])
     monkeypatch.setattr(rotation.tools.cli, "aws_client",
-                        lambda service, region: lam if service == "lambda" else logs)
+                        lambda aws, service, config=None: lam if service == "lambda" else logs)
 
     # WHEN the doctor runs with --function-name
     code = main(["doctor", drig.arn, "--function-name", "my-rotation"])

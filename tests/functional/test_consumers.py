@@ -1,16 +1,18 @@
 """`rotation consumers`: ECS services, Batch job definitions and Lambda functions reading a secret,
-on moto (ECS, Batch, Lambda and IAM in-process; Lambda's create_function needs no Docker)."""
+on moto (ECS, Batch, Lambda, IAM and KMS in-process; Lambda's create_function needs no Docker).
+The permission checks (IAM's simulator, which moto lacks) are in test_consumer_access.py."""
 
 from __future__ import annotations
 
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from rotation.tools.cli import main
 from rotation.tools.consumers import Consumer, ConsumersReport, find_consumers, parse_reference
@@ -22,9 +24,13 @@ PASSWORD = "consumer-Passw0rd-value!"
 
 @pytest.fixture
 def aws(sm: Any) -> dict[str, Any]:
+    return make_aws(sm)
+
+
+def make_aws(sm: Any) -> dict[str, Any]:
     """moto clients beside the Secrets Manager one, a role, a cluster and the secret."""
     clients = {name: boto3.client(name, region_name=REGION)
-               for name in ("iam", "ecs", "lambda", "batch")}
+               for name in ("iam", "ecs", "lambda", "batch", "kms")}
     role = clients["iam"].create_role(RoleName="app-role",
                                       AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     clients["ecs"].create_cluster(clusterName="prod")
@@ -58,9 +64,22 @@ def lambda_function(aws: dict[str, Any], name: str, env: dict[str, str]) -> None
                                   Environment={"Variables": env})
 
 
-def report_for(aws: dict[str, Any], secret_id: str | None = None) -> ConsumersReport:
+def batch_job(aws: dict[str, Any], *, secrets: Sequence[str] = (), repo: str = "",
+              name: str = "nightly") -> None:
+    props: dict[str, Any] = {"image": "job:1", "vcpus": 1, "memory": 128,
+                             "executionRoleArn": aws["role"],
+                             "secrets": [{"name": f"S{i}", "valueFrom": v}
+                                         for i, v in enumerate(secrets)]}
+    if repo:
+        props["repositoryCredentials"] = {"credentialsParameter": repo}
+    aws["batch"].register_job_definition(jobDefinitionName=name, type="container",
+                                         containerProperties=props)
+
+
+def report_for(aws: dict[str, Any], secret_id: str | None = None, *, iam: Any = None,
+               kms: Any = None) -> ConsumersReport:
     return find_consumers(aws["sm"], secret_id or aws["arn"], ecs=aws["ecs"],
-                          batch=aws["batch"], lambda_=aws["lambda"])
+                          batch=aws["batch"], lambda_=aws["lambda"], iam=iam, kms=kms)
 
 
 def only(report: ConsumersReport) -> Consumer:
@@ -97,7 +116,10 @@ def test_ecs_secret_full_arn_forms(aws: dict[str, Any], suffix: str, form: str, 
     assert consumer.reader_kind == "execution role"
     assert consumer.permissions == "not checked"
     assert "needs a new deployment after each rotation" in consumer.on_rotation
+    assert consumer.refresh == "redeploy"
     assert any(fix in f for f in consumer.fixes)
+    assert any("list prod/web in the rotation stack's RolloutEcsServices" in f
+               for f in consumer.fixes)
 
 
 def test_missing_json_key_lists_key_names_never_values(aws: dict[str, Any]) -> None:
@@ -155,6 +177,7 @@ def test_repository_credentials_by_name_resolves(aws: dict[str, Any]) -> None:
         "app: repositoryCredentials", "name", "ok")
     assert consumer.resolves
     assert consumer.on_rotation == "read at each image pull"
+    assert consumer.refresh == "next pull"
 
 
 # -- Copilot -------------------------------------------------------------------------------------
@@ -181,14 +204,61 @@ def test_copilot_service_and_tagged_secret_passes(aws: dict[str, Any]) -> None:
 # -- Batch and Lambda ----------------------------------------------------------------------------
 
 def test_batch_job_definition(aws: dict[str, Any]) -> None:
-    aws["batch"].register_job_definition(
-        jobDefinitionName="nightly", type="container",
-        containerProperties={"image": "job:1", "vcpus": 1, "memory": 128,
-                             "executionRoleArn": aws["role"],
-                             "secrets": [{"name": "DB", "valueFrom": aws["arn"]}]})
+    batch_job(aws, secrets=[aws["arn"]])
     consumer = only(report_for(aws))
     assert (consumer.kind, consumer.name, consumer.status) == ("batch-job", "nightly:1", "warn")
     assert "jobs running during a rotation keep the old value" in consumer.on_rotation
+    assert consumer.refresh == "next job"
+
+
+@pytest.mark.parametrize(("suffix", "why"), [
+    ("partial", "partial ARN (no 6-character suffix)"),
+    (":pasword::", "'pasword' is not in the secret"),
+])
+def test_batch_secret_forms_that_do_not_resolve(aws: dict[str, Any], suffix: str,
+                                                why: str) -> None:
+    # GIVEN a Batch job definition naming the secret by a partial ARN, or a key it lacks
+    arn = aws["arn"]
+    batch_job(aws, secrets=[arn.rsplit("-", 1)[0] if suffix == "partial" else arn + suffix])
+
+    # WHEN / THEN it cannot read the secret, and the problem says why
+    consumer = only(report_for(aws))
+    assert (consumer.kind, consumer.status, consumer.resolves) == ("batch-job", "fail", False)
+    assert any(why in p for p in consumer.problems), consumer.problems
+
+
+@pytest.mark.parametrize(("reference", "status", "problem"), [
+    ("arn", "ok", ""),
+    ("name", "warn", "Batch documents the secret's ARN for repositoryCredentials"),
+])
+def test_batch_repository_credentials(aws: dict[str, Any], reference: str, status: str,
+                                      problem: str) -> None:
+    # GIVEN a Batch job pulling its image with the secret as private registry credentials
+    batch_job(aws, repo=aws["arn"] if reference == "arn" else "prod/app/db")
+
+    # WHEN its consumers are looked for
+    consumer = only(report_for(aws))
+
+    # THEN the execution role reads it at each image pull; a bare name is only warned about
+    assert (consumer.where, consumer.status, consumer.refresh) == (
+        "container: repositoryCredentials", status, "next pull")
+    assert consumer.reader_kind == "execution role"
+    assert all(problem in p for p in consumer.problems)
+    assert len(consumer.problems) == (1 if problem else 0)
+
+
+def test_registry_credentials_without_username_and_password_fail(aws: dict[str, Any]) -> None:
+    # GIVEN a secret without the registry keys, named as an ECS task's registry credentials
+    arn = aws["sm"].create_secret(Name="prod/registry", SecretString=json.dumps(
+        {"user": "ci", "token": PASSWORD}))["ARN"]
+    ecs_service(aws, repo=arn)
+
+    # WHEN / THEN the consumer fails and names the keys it has (never their values)
+    consumer = only(report_for(aws, arn))
+    assert consumer.status == "fail"
+    assert "need the JSON keys username and password; the secret has token, user" in \
+        consumer.problems[0]
+    assert PASSWORD not in json.dumps(consumer.to_dict())
 
 
 @pytest.mark.parametrize(("value", "form", "status"), [
@@ -217,6 +287,23 @@ def test_a_source_without_client_is_skipped(aws: dict[str, Any]) -> None:
                               "lambda": "skipped: no client for this region"}
     assert report.consumers == []
     assert not report.failed
+    assert not report.incomplete  # skipped on purpose is not a check that could not run
+    assert report.permissions == "not checked: no IAM client"
+
+
+def test_a_source_that_cannot_be_listed_makes_the_report_incomplete(
+        aws: dict[str, Any]) -> None:
+    # GIVEN an ECS client whose ListClusters is refused
+    ecs = boto3.client("ecs", region_name=REGION)
+    with Stubber(ecs) as stub:
+        stub.add_client_error("list_clusters", service_error_code="AccessDeniedException",
+                              service_message="not allowed", http_status_code=400)
+        # WHEN consumers are looked for
+        report = find_consumers(aws["sm"], aws["arn"], ecs=ecs)
+
+    # THEN the report is incomplete, not failed, and says which source and why
+    assert report.sources["ecs"] == "not checked: AccessDeniedException: not allowed"
+    assert (report.incomplete, report.failed) == (True, False)
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -243,27 +330,65 @@ def test_cli_table_fails_when_a_consumer_cannot_read(aws: dict[str, Any],
 
     assert code == 1
     assert "STATUS  CONSUMER" in out
-    assert "PERMISSIONS" in out
-    assert "ecs-service prod/web (web:1)" in out
+    assert "GET SECRET  DECRYPT" in out
+    assert "ecs prod/web (web:1)" in out
     assert "lambda reader" in out
+    assert "name (NO)" in out
     assert f"fix: use the full ARN {aws['arn']}" in out
-    assert "summary: 3 consumer(s): 1 ok, 1 warn, 1 fail" in out
+    # moto has no IAM simulator: the permissions could not be checked, which is no pass
+    assert "does not implement iam:SimulatePrincipalPolicy" in out
+    assert "summary: 3 consumer(s): 0 ok, 2 warn, 1 fail; 3 not fully checked" in out
 
 
-def test_cli_json_exits_0_without_failures(aws: dict[str, Any],
-                                          capsys: pytest.CaptureFixture[str],
-                                          leak_scan: LeakScan) -> None:
+def test_cli_exits_3_when_checks_could_not_run_and_none_failed(
+        aws: dict[str, Any], capsys: pytest.CaptureFixture[str], leak_scan: LeakScan) -> None:
+    # GIVEN a consumer whose role cannot be simulated (moto has no SimulatePrincipalPolicy)
     lambda_function(aws, "reader", {"SECRET_ID": aws["arn"]})
 
+    # WHEN / THEN the command says the check is incomplete, with exit 3, not 0
+    code, out, _ = run(["consumers", aws["arn"]], capsys, leak_scan)
+    assert code == 3
+    assert "incomplete: some checks could not run (see above)" in out
+
+
+@pytest.fixture
+def stubbed_iam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """The CLI's IAM client, stubbed (moto has no SimulatePrincipalPolicy)."""
+    import rotation.tools.cli as cli
+
+    iam = boto3.client("iam", region_name=REGION)
+    original = cli.aws_client
+    monkeypatch.setattr(cli, "aws_client", lambda options, service, config=None: (
+        iam if service == "iam" else original(options, service, config)))
+    with Stubber(iam) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def test_cli_json_exits_0_without_failures(aws: dict[str, Any], stubbed_iam: Stubber,
+                                          capsys: pytest.CaptureFixture[str],
+                                          leak_scan: LeakScan) -> None:
+    # GIVEN a function whose role IAM's simulator allows to read the secret
+    lambda_function(aws, "reader", {"SECRET_ID": aws["arn"]})
+    stubbed_iam.add_response("simulate_principal_policy", {"EvaluationResults": [
+        {"EvalActionName": "secretsmanager:GetSecretValue", "EvalDecision": "allowed"}]},
+        {"PolicySourceArn": aws["role"], "ActionNames": ["secretsmanager:GetSecretValue"],
+         "ResourceArns": [aws["arn"]]})
+
+    # WHEN the command prints JSON
     code, out, _ = run(["consumers", aws["arn"], "--json"], capsys, leak_scan)
 
+    # THEN exit 0, and the document holds each verdict
     document = json.loads(out)
     assert code == 0
-    assert document["failed"] is False
+    assert (document["failed"], document["incomplete"]) == (False, False)
     assert document["secret"]["arn"] == aws["arn"]
     assert [c["name"] for c in document["consumers"]] == ["reader"]
-    assert document["consumers"][0]["permissions"] == "not checked"
+    assert document["consumers"][0]["permissions"] == "allowed"
+    assert [(a["action"], a["decision"]) for a in document["consumers"][0]["access"]] == [
+        ("secretsmanager:GetSecretValue", "allowed"), ("kms:Decrypt", "not needed")]
     assert set(document["sources"].values()) == {"checked"}
+    assert document["permissions"] == "checked"
 
 
 def test_cli_unknown_secret_is_a_usage_error(aws: dict[str, Any],

@@ -30,11 +30,12 @@ from rotation.tools.cli import main
 from rotation.tools.doctor import DoctorReport, run_doctor
 from rotation.tools.local import LocalRotationService, logs_in
 from rotation.tools.sandbox import ServerHandle
-from tests.conftest import EVENTS, FakeLambdaContext, LeakScan
+from tests.conftest import EVENTS, ROOT, FakeLambdaContext, LeakScan
 
 pytestmark = pytest.mark.integration
 
 STEP_EVENTS = sorted(p.name for p in EVENTS.glob("*Secret*.json"))
+SECRET_SAMPLES = ROOT / "examples" / "secrets"
 SERVERS = {"postgres": "pg_server", "mariadb": "mariadb_server"}
 
 
@@ -132,7 +133,7 @@ def test_invoke_local_with_each_secret_sample(engine: str, sample: str, request:
         SERVERS["postgres" if engine == "postgres" else "mariadb"]))
 
     # WHEN the finishSecret event (all four steps) is replayed with it
-    code = main(["invoke", "--local", "--engine", engine, "--secret", str(EVENTS / sample),
+    code = main(["invoke", "--local", "--engine", engine, "--secret", str(SECRET_SAMPLES / sample),
                  str(EVENTS / "finishSecret.json")])
 
     # THEN the rotation finished

@@ -3,7 +3,8 @@ it ships again in a layer.
 
 `make package` (in a temporary DIST, with BUNDLE_BOTO3=1 and 0) builds the function zip and every
 layer. The function zip holds rotation/ without rotation/tools (the laptop tooling), no caches,
-and exactly the packages of layers/function/requirements.txt (the lock: every package pinned and
+the handler shim lambda_function.py (AWS's sample handler name) at its root, and exactly the
+packages of layers/function/requirements.txt (the lock: every package pinned and
 hash-checked, installed with --no-deps); BUNDLE_BOTO3=0 leaves out boto3 and what only it needs.
 Function and each driver layer together satisfy every requirement of every package they hold, and
 no top-level package, module or distribution is in both. The lock's top-level pins are
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -38,6 +40,8 @@ LOCK_PY = ROOT / "layers" / "function" / "lock.py"
 PYPROJECT = ROOT / "pyproject.toml"
 RUNTIME = ROOT / "rotation"
 TOOLS = RUNTIME / "tools"
+# AWS's sample handler name lambda_function.lambda_handler, copied to the zip's root
+SHIM = ROOT / "layers" / "function" / "lambda_function.py"
 DRIVER_LAYERS = ("postgres", "mysql", "redis")
 # Requirement markers as the Lambda target evaluates them (python3.12, x86_64 Linux)
 TARGET_ENVIRONMENT = {"python_version": TARGET_PY, "python_full_version": f"{TARGET_PY}.0",
@@ -214,6 +218,8 @@ def test_function_zip_holds_the_runtime_and_the_locked_packages_only(package: Pa
             for line in text.splitlines():
                 owner[line.rsplit(",", 2)[0]] = dist
         owner.update({name: "rotation (runtime)" for name in names if name.startswith("rotation/")})
+        owner[SHIM.name] = "lambda_function.py (handler shim)"
+        shim = zf.read(SHIM.name) if SHIM.name in names else None
         print(f"\n{package.function.name} (BUNDLE_BOTO3={package.bundle_boto3}): "
               f"{package.function.stat().st_size:,} bytes, {len(names)} files\n"
               + size_table(zf, owner))
@@ -223,6 +229,8 @@ def test_function_zip_holds_the_runtime_and_the_locked_packages_only(package: Pa
     assert "rotation/client.py" not in names
     assert not [n for n in names if "__pycache__" in n.split("/") or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if {"tests", "test"} & set(n.split("/")[:-1])]
+    # AND at the root the handler shim, as in the source tree
+    assert shim == SHIM.read_bytes()
     # AND the rest is the locked packages, exactly: one dist-info each, every file in a RECORD
     assert distributions(names) == locked(package.bundle_boto3)
     assert [n for n in names if not n.startswith("rotation/") and n not in owner] == []
@@ -269,9 +277,16 @@ def test_nothing_ships_in_both_the_function_and_a_layer(package: Package) -> Non
         with zipfile.ZipFile(path) as zf:
             layer_names = zf.namelist()
             unzipped = sum(info.file_size for info in zf.infolist())
+            marker = f"rotation-layers/{layer}.json"
+            marker_bytes = zf.read(marker) if marker in layer_names else None
         prefix = "python/" if layer in DRIVER_LAYERS else ""
         if prefix:
-            assert all(n.startswith(prefix) for n in layer_names), layer
+            # besides python/, a driver layer holds its marker only (rotation.adapters._layers
+            # reads it when the driver does not import): the pair it was built for
+            assert [n for n in layer_names if not n.startswith(prefix)] == [marker], layer
+            expected = {"architecture": ARCH, "layer": layer, "python": TARGET_PY}
+            assert marker_bytes == (json.dumps(expected, sort_keys=True) + "\n").encode(), layer
+            layer_names.remove(marker)
         print(f"\n{path.name}: {path.stat().st_size:,} bytes, {len(layer_names)} files, "
               f"{unzipped:,} unzipped: {sorted({top_level(n, prefix) for n in layer_names})}")
         # THEN no package, module or distribution is in both

@@ -1,8 +1,12 @@
 """The built artefacts work as Lambda would load them: the function zip unpacked as /var/task,
 one driver layer as /opt/python and the CA layer's PEM as ROTATION_CA_BUNDLE, in a clean
 virtualenv of the target Python (3.12), completing a rotation through lambda_handler against the
-throwaway servers. The CA layer is built from the servers' own CA (RDS_CA_BUNDLE_FILE, with its
-hash in place of the pin): the same build step that ships AWS's RDS bundle.
+throwaway servers, under either handler name the function answers to: its own
+(rotation.handler.lambda_handler) and AWS's samples' (lambda_function.lambda_handler, the shim at
+the zip's root). The handler's module is imported first, with Lambda's environment variables set,
+so the init phase (the app built, the engine's driver loaded) runs as it would on Lambda. The
+CA layer is built from the servers' own CA (RDS_CA_BUNDLE_FILE, with its hash in place of the
+pin): the same build step that ships AWS's RDS bundle.
 
 The virtualenv gets only the local service's own needs (moto, trustme): the function's code and
 dependencies come from the zips, which sit first on sys.path exactly as /var/task and /opt/python
@@ -31,9 +35,16 @@ TARGET_PY = "3.12"
 ARCH = "x86_64"
 
 DRIVER = r"""
-import importlib.util, json, os, sys
+import importlib, importlib.util, json, os, sys
 info = json.loads(os.environ["ROTATION_TEST_TARGET"])
-import rotation  # from the zip
+# Lambda's init phase: import the handler's module (from the zip)
+module_name, _, function_name = info["handler"].rpartition(".")
+entry = importlib.import_module(module_name)
+lambda_handler = getattr(entry, function_name)
+from rotation import handler
+init = {"app_built": handler._app is not None,
+        "drivers": sorted(m for m in ("psycopg", "pymysql") if m in sys.modules)}
+handler.reset()  # the init phase's boto3 client predates moto: build the app again inside it
 spec = importlib.util.spec_from_file_location(
     "rotation.tools", os.path.join(info["tools"], "__init__.py"),
     submodule_search_locations=[info["tools"]])
@@ -41,15 +52,17 @@ tools = importlib.util.module_from_spec(spec)
 sys.modules["rotation.tools"] = tools
 spec.loader.exec_module(tools)
 from rotation.tools.local import local_stack, LocalRotationService
-from rotation import handler
 class Ctx:
     def get_remaining_time_in_millis(self): return 30000
 with local_stack() as sm:
     arn = sm.create_secret(Name="layout", SecretString=json.dumps(info["secret"]))["ARN"]
     service = LocalRotationService(sm)
     service.enable_rotation(arn)
-    report = service.rotate(arn, lambda event: handler.lambda_handler(event, Ctx()))
+    report = service.rotate(arn, lambda event: lambda_handler(event, Ctx()))
 print(json.dumps({
+    "init": init,
+    "entry_from": entry.__file__,
+    "is_the_handler": lambda_handler is handler.lambda_handler,
     "succeeded": report.succeeded,
     "errors": [s.error for s in report.steps if s.error],
     "labels": sorted(sum(report.labels_after.values(), [])),
@@ -112,7 +125,7 @@ def lambda_env(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> dict
 
 
 def _rotate(lambda_env: dict[str, Path], layer: str, server: Any, engine: str,
-            leak_scan: LeakScan) -> dict[str, Any]:
+            leak_scan: LeakScan, handler_name: str) -> dict[str, Any]:
     username = f"layout_{uuid.uuid4().hex[:8]}"
     password = "Init-" + secrets.token_urlsafe(16)
     leak_scan.add(password)
@@ -123,7 +136,10 @@ def _rotate(lambda_env: dict[str, Path], layer: str, server: Any, engine: str,
            "PYTHONPATH": f"{lambda_env['task']}{os.pathsep}{lambda_env[layer]}",
            "ROTATION_CA_BUNDLE": str(lambda_env["ca_bundle"]), "AWS_DEFAULT_REGION": "us-east-1",
            "POWERTOOLS_METRICS_DISABLED": "true",
-           "ROTATION_TEST_TARGET": json.dumps({"secret": secret,
+           # as Lambda sets them: rotation.handler builds the app at import (the init phase)
+           "AWS_LAMBDA_FUNCTION_NAME": "rotation-layout",
+           "AWS_EXECUTION_ENV": f"AWS_Lambda_python{TARGET_PY}", "ROTATION_ENGINE": engine,
+           "ROTATION_TEST_TARGET": json.dumps({"secret": secret, "handler": handler_name,
                                                "tools": str(ROOT / "rotation" / "tools")})}
     try:
         # cwd outside the checkout: `python -c` puts the cwd first on sys.path
@@ -138,18 +154,28 @@ def _rotate(lambda_env: dict[str, Path], layer: str, server: Any, engine: str,
     return result
 
 
-@pytest.mark.parametrize(("layer", "engine", "server_fixture", "driver"), [
-    ("postgres", "postgres", "pg_server", "psycopg"),
-    ("mysql", "mariadb", "mariadb_server", "pymysql"),
+@pytest.mark.parametrize(("layer", "engine", "server_fixture", "driver", "handler_name"), [
+    ("postgres", "postgres", "pg_server", "psycopg", "rotation.handler.lambda_handler"),
+    ("mysql", "mariadb", "mariadb_server", "pymysql", "rotation.handler.lambda_handler"),
+    # AWS's samples' handler name, for stacks that keep it (docs/migration.md)
+    ("postgres", "postgres", "pg_server", "psycopg", "lambda_function.lambda_handler"),
+    ("mysql", "mariadb", "mariadb_server", "pymysql", "lambda_function.lambda_handler"),
 ])
 def test_zip_and_layer_rotate_in_a_lambda_layout(
         lambda_env: dict[str, Path], layer: str, engine: str, server_fixture: str, driver: str,
-        request: pytest.FixtureRequest, leak_scan: LeakScan) -> None:
+        handler_name: str, request: pytest.FixtureRequest, leak_scan: LeakScan) -> None:
     server = request.getfixturevalue(server_fixture)
-    # WHEN a rotation runs with only /var/task and this layer providing the function's code, and
-    # the CA layer's PEM as the only trust for the database's TLS
-    result = _rotate(lambda_env, layer, server, engine, leak_scan)
-    # THEN it succeeds, with the handler and the driver loaded from the artefacts
+    # WHEN Lambda's init phase imports the handler's module and a rotation runs through it, with
+    # only /var/task and this layer providing the function's code, and the CA layer's PEM as the
+    # only trust for the database's TLS
+    result = _rotate(lambda_env, layer, server, engine, leak_scan, handler_name)
+    # THEN the import built the app and loaded the engine's driver (the init phase), whichever
+    # name Lambda imported, and that name is rotation.handler's own lambda_handler
+    assert result["init"] == {"app_built": True, "drivers": [driver]}
+    assert result["is_the_handler"]
+    module_file = handler_name.rpartition(".")[0].replace(".", "/") + ".py"
+    assert result["entry_from"] == str(lambda_env["task"] / module_file)
+    # AND the rotation succeeds, with the handler and the driver loaded from the artefacts
     assert result["succeeded"], result["errors"]
     assert result["labels"] == ["AWSCURRENT", "AWSPREVIOUS"]
     assert result["handler_from"].startswith(str(lambda_env["task"]))
