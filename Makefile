@@ -32,7 +32,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP) $(LOCAL_STAMP)
 
-setup: $(STAMP) $(SAM_STAMP) $(CDK_STAMP)
+# The four toolchains install into virtualenvs of their own (and .cdk-cli/), independent of each
+# other: one sub-make installs them side by side (on a fresh machine ~1 minute instead of ~3).
+setup:
+	$(MAKE) --no-print-directory -j4 $(STAMP) $(SAM_STAMP) $(CDK_STAMP) $(CHECKOV_VENV)/bin/checkov
 	bash scripts/install-db-servers.sh
 
 setup-demo: $(LOCAL_STAMP)
