@@ -28,6 +28,7 @@ from tests.unit.test_template import (
 )
 
 SERVICES = "prod/web,batch/reports"
+ALARM_TOPIC = "arn:aws:sns:us-east-1:123456789012:oncall"
 ROLLOUT_RESOURCES = {"RolloutFunction", "RolloutFunctionRole", "RolloutFunctionLogGroup"}
 RULE = "RolloutNeedsTwoValidCredentials"
 WILDCARD_SECRET = SECRET_ARN[: -len("-AbCdEf")] + "-??????"
@@ -202,6 +203,43 @@ def test_a_stack_with_a_rollout_lints_clean() -> None:
     # with a wildcard secret ARN)
     values = {**parameter_set("mysql", "dual-password", False, 1), **BASE,
               "RolloutEcsServices": SERVICES}
+
+    # WHEN cfn-lint checks it and the Rules are evaluated
+    result = findings(with_defaults(**values))
+
+    # THEN nothing is reported and CloudFormation would accept the parameters
+    assert result == []
+    assert failed_rules(**values) == []
+
+
+@pytest.mark.parametrize(("topic", "services", "present"), [
+    ("", SERVICES, False),
+    (ALARM_TOPIC, "", False),
+    (ALARM_TOPIC, SERVICES, True),
+])
+def test_a_failed_rollout_alarms_the_topic(topic: str, services: str, present: bool) -> None:
+    # GIVEN AlarmTopicArn and RolloutEcsServices, each set or not
+    resources = deployed(**{**BASE, "AlarmTopicArn": topic,
+                            "RolloutEcsServices": services})["Resources"]
+
+    # WHEN the stack is worked out
+    alarm = resources.get("RolloutFunctionErrorsAlarm")
+
+    # THEN the alarm exists exactly when both are set, on the roll-out function's Errors
+    assert (alarm is not None) is present
+    if alarm is not None:
+        properties = alarm["Properties"]
+        assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", "Errors")
+        assert properties["Dimensions"] == [{"Name": "FunctionName",
+                                             "Value": {"Ref": "RolloutFunction"}}]
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
+        assert properties["Threshold"] == 1
+
+
+def test_a_stack_with_a_rollout_and_alarms_lints_clean() -> None:
+    # GIVEN a copy of the template with the roll-out and an alarm topic
+    values = {**parameter_set("redis", "alternating-users", True, 2), "SecretArns": SECRET_ARN,
+              "RolloutEcsServices": SERVICES, "AlarmTopicArn": ALARM_TOPIC}
 
     # WHEN cfn-lint checks it and the Rules are evaluated
     result = findings(with_defaults(**values))
