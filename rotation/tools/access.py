@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -51,6 +51,12 @@ NOT_NEEDED = "not needed"
 _TAG_KEYS = ("secretsmanager:resourcetag/", "aws:resourcetag/")
 _ARN = re.compile(r"^arn:(?P<partition>[\w-]+):(?P<service>[\w-]+):(?P<region>[\w-]*):"
                   r"(?P<account>\d*):(?P<resource>.+)$")
+
+
+def _string_context(pairs: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """SimulatePrincipalPolicy context entries, one string value each."""
+    return [{"ContextKeyName": name, "ContextKeyValues": [value], "ContextKeyType": "string"}
+            for name, value in pairs]
 
 
 @dataclass
@@ -370,22 +376,34 @@ class AccessChecker:
         return (f"remove or narrow the Deny statement in {', '.join(decided_by) or where}: an "
                 "explicit Deny overrides every Allow")
 
+    def _simulate_until_settled(self, check: ActionCheck, role: str, policy_text: str | None,
+                                context: list[dict[str, Any]], label: str,
+                                show_policy: str) -> _Simulated | None:
+        """Simulate ``check.action`` on ``check.resource`` with its resource policy (``label``).
+        None when that settles the check (an explicit Deny gets its fix, naming ``show_policy``,
+        the command that prints the policy, when the Deny is in it); else the simulation, for
+        the caller to weigh what the simulator could not evaluate."""
+        sim = self._simulate(role, check.action, check.resource, resource_policy=policy_text,
+                             context=context, resource_label=label)
+        if not self._settled(check, sim, role):
+            return sim
+        if check.decision == EXPLICIT_DENY:
+            check.fix = self._deny_fix(check.action, check.decided_by, role, label) + (
+                f" ({show_policy})" if any(d.startswith(label) for d in check.decided_by)
+                else "")
+        return None
+
     def _check_read(self, role: str, kind: str) -> ActionCheck:
         arn = self.secret.arn
         check = ActionCheck(READ_ACTION, arn, COULD_NOT_CHECK)
         text, problem = self.resource_policy()
-        context = [{"ContextKeyName": f"{prefix}{key}", "ContextKeyValues": [value],
-                    "ContextKeyType": "string"}
-                   for key, value in sorted(self.secret.tags.items())
-                   for prefix in ("secretsmanager:ResourceTag/", "aws:ResourceTag/")]
-        label = "the secret's resource policy"
-        sim = self._simulate(role, READ_ACTION, arn, resource_policy=text,
-                             context=context, resource_label=label)
-        if self._settled(check, sim, role):
-            if check.decision == EXPLICIT_DENY:
-                check.fix = self._deny_fix(READ_ACTION, check.decided_by, role, label) + (
-                    f" (aws secretsmanager get-resource-policy --secret-id {arn})"
-                    if any(d.startswith(label) for d in check.decided_by) else "")
+        context = _string_context((f"{prefix}{key}", value)
+                                  for key, value in sorted(self.secret.tags.items())
+                                  for prefix in ("secretsmanager:ResourceTag/", "aws:ResourceTag/"))
+        sim = self._simulate_until_settled(
+            check, role, text, context, "the secret's resource policy",
+            f"aws secretsmanager get-resource-policy --secret-id {arn}")
+        if sim is None:
             return check
         policy = _parse(text)
         if problem:
@@ -436,19 +454,14 @@ class AccessChecker:
             check.why = "unless a KMS grant allows it (grants are not checked)"
             check.fix = self._key_statement_fix(role, key.arn)
             return check
-        context = [{"ContextKeyName": name, "ContextKeyValues": [value],
-                    "ContextKeyType": "string"} for name, value in (
+        context = _string_context((
             ("kms:ViaService", f"secretsmanager.{self.secret.region}.amazonaws.com"),
             ("kms:CallerAccount", self.secret.account),
-            ("kms:EncryptionContext:SecretARN", self.secret.arn))]
-        label = "the key policy"
-        sim = self._simulate(role, DECRYPT, key.arn, resource_policy=key.policy_text,
-                             context=context, resource_label=label)
-        if self._settled(check, sim, role):
-            if check.decision == EXPLICIT_DENY:
-                check.fix = self._deny_fix(DECRYPT, check.decided_by, role, label) + (
-                    f" (aws kms get-key-policy --key-id {key.arn} --policy-name default)"
-                    if any(d.startswith(label) for d in check.decided_by) else "")
+            ("kms:EncryptionContext:SecretARN", self.secret.arn)))
+        sim = self._simulate_until_settled(
+            check, role, key.policy_text, context, "the key policy",
+            f"aws kms get-key-policy --key-id {key.arn} --policy-name default")
+        if sim is None:
             return check
         if not sim.resource_policy_evaluated:
             if has_effect(key.policy, "Deny"):
