@@ -88,6 +88,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -1424,6 +1425,21 @@ class Sandbox:
             self._tls = (ca_file, cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes())
         return self._tls
 
+    def _ready(self, handle: ServerHandle, wait: Callable[[], None], log_file: Path,
+               attempt: int) -> bool:
+        """Register ``handle`` (so close() stops it) and ``wait`` until it serves. False when
+        its port was taken between our probe and the server's bind and another attempt may
+        follow (the server is stopped); any other failure raises."""
+        self._all.append(handle)
+        try:
+            wait()
+        except SandboxError:
+            handle.stop()
+            if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(log_file):
+                return False
+            raise
+        return True
+
     def _spawn(self, cmd: Sequence[str], run_as: _RunAs, cwd: Path,
                output: Path) -> subprocess.Popen[bytes]:
         out: IO[bytes]
@@ -1502,14 +1518,10 @@ class Sandbox:
             handle = _PostgresServer(port=port, admin_password=password, ca_file=ca_file,
                                      log_file=log_file, directory=directory, process=process,
                                      tls=tls)
-            self._all.append(handle)
-            try:
-                handle._wait_ready(deadline, data / "postmaster.pid")
-            except SandboxError:
-                handle.stop()
-                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(log_file):
-                    continue  # someone took the port between our probe and the server's bind
-                raise
+            pid_file = data / "postmaster.pid"
+            if not self._ready(handle, partial(handle._wait_ready, deadline, pid_file),
+                               log_file, attempt):
+                continue  # someone took the port between our probe and the server's bind
             handle.startup_seconds = time.monotonic() - started
             return handle
         raise AssertionError("unreachable")
@@ -1566,14 +1578,9 @@ class Sandbox:
                                     log_file=general_log, directory=directory, process=process,
                                     tls=True,
                                     extra_logs=(error_log, directory / "mariadbd.out"))
-            self._all.append(handle)
-            try:
-                handle._wait_ready(deadline, error_log)
-            except SandboxError:
-                handle.stop()
-                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(error_log):
-                    continue
-                raise
+            if not self._ready(handle, partial(handle._wait_ready, deadline, error_log),
+                               error_log, attempt):
+                continue
             init_file.unlink(missing_ok=True)
             handle.startup_seconds = time.monotonic() - started
             return handle
@@ -1633,14 +1640,9 @@ class Sandbox:
                                       version=version, port=port, ca_file=ca_file,
                                       log_file=log_file, directory=directory, process=process,
                                       tls=True)
-            self._all.append(handle)
-            try:
-                handle._wait_ready(deadline, auth_password)
-            except SandboxError:
-                handle.stop()
-                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(log_file):
-                    continue
-                raise
+            if not self._ready(handle, partial(handle._wait_ready, deadline, auth_password),
+                               log_file, attempt):
+                continue
             handle.startup_seconds = time.monotonic() - started
             return handle
         raise AssertionError("unreachable")
@@ -1692,14 +1694,9 @@ class Sandbox:
                                   ca_file=ca_file, log_file=directory / "monitor.log",
                                   directory=directory, process=process, tls=True,
                                   extra_logs=(output,))
-            self._all.append(handle)
-            try:
-                handle._wait_ready(deadline, output)
-            except SandboxError:
-                handle.stop()
-                if attempt + 1 < _PORT_ATTEMPTS and "Address already in use" in _tail(output):
-                    continue
-                raise
+            if not self._ready(handle, partial(handle._wait_ready, deadline, output),
+                               output, attempt):
+                continue
             handle.startup_seconds = time.monotonic() - started
             return handle
         raise AssertionError("unreachable")
