@@ -70,31 +70,18 @@ REGISTRY_KEYS = frozenset({"username", "password"})
 
 
 @dataclass(frozen=True)
-class TargetSecret:
-    """The secret whose consumers are looked for (what DescribeSecret says about it)."""
+class TargetSecret(SecretFacts):
+    """The secret whose consumers are looked for (what DescribeSecret says about it): what the
+    permission checks need (:class:`SecretFacts`: ARN, name, KMS key — None for
+    aws/secretsmanager —, tags) and the keys its references may name."""
 
-    arn: str
-    name: str
-    tags: Mapping[str, str]
     keys: frozenset[str] | None  # top-level JSON keys of AWSCURRENT; None: not readable as JSON
     keys_note: str = ""
-    kms_key_id: str | None = None  # DescribeSecret's KmsKeyId; None: aws/secretsmanager
-
-    @property
-    def region(self) -> str:
-        return self.arn.split(":")[3]
-
-    @property
-    def account(self) -> str:
-        return self.arn.split(":")[4]
 
     @property
     def arn_tail(self) -> str:
         """``name-AbCdEf``: the ARN's resource part."""
         return self.arn.split(":", 6)[6]
-
-    def facts(self) -> SecretFacts:
-        return SecretFacts(self.arn, self.name, self.kms_key_id, self.tags)
 
 
 @dataclass(frozen=True)
@@ -199,8 +186,9 @@ def load_target(client: SecretsManagerClient, secret_id: str) -> TargetSecret:
                 f"({exc.response.get('Error', {}).get('Code')})")
     except ValueError:
         note = "the secret's value is not JSON"
-    return TargetSecret(described["ARN"], described["Name"], tags, keys, note,
-                        described.get("KmsKeyId") or None)
+    return TargetSecret(arn=described["ARN"], name=described["Name"],
+                        kms_key_id=described.get("KmsKeyId") or None, tags=tags, keys=keys,
+                        keys_note=note)
 
 
 def parse_reference(value: str, secret: TargetSecret) -> Reference | None:
@@ -468,7 +456,7 @@ def find_consumers(client: SecretsManagerClient, secret_id: str, *, ecs: Any = N
     if iam is None:
         report.permissions = "not checked: no IAM client"
         return report
-    checker = AccessChecker(secret.facts(), iam=iam, kms=kms, secrets=client)
+    checker = AccessChecker(secret, iam=iam, kms=kms, secrets=client)
     for consumer in report.consumers:
         _judge_access(consumer, checker)
     report.permissions = "checked"
