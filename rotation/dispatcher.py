@@ -21,12 +21,11 @@ from rotation.errors import (
 from rotation.event import STEPS, RotationEvent
 from rotation.logs import logger
 from rotation.secrets import (
-    CONNECT_TIMEOUT_S,
     CURRENT,
     PENDING,
-    READ_TIMEOUT_S,
     SecretsManager,
     SecretState,
+    aws_client,
 )
 from rotation.steps import DEFAULT_STEPS, StepContext, StepFunction
 
@@ -43,15 +42,9 @@ MIN_BUDGET_S = 1.0
 
 def make_client(settings: Settings) -> SecretsManagerClient:
     """A Secrets Manager client with timeouts well inside a Lambda timeout."""
-    import boto3
-    from botocore.config import Config
-
     # Secrets Manager answers in milliseconds; short attempts leave room for retries, and the
     # wrapper's deadline check stops a new attempt that could outlast the invocation.
-    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                    retries={"total_max_attempts": 3, "mode": "standard"})
-    client: SecretsManagerClient = boto3.client(
-        "secretsmanager", endpoint_url=settings.endpoint_url, config=config)
+    client: SecretsManagerClient = aws_client("secretsmanager", settings.endpoint_url)
     return client
 
 

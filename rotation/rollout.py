@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rotation.config import ENDPOINT
 from rotation.errors import AwsError, ConfigError
 from rotation.logs import logger
-from rotation.secrets import CONNECT_TIMEOUT_S, CURRENT, PENDING, READ_TIMEOUT_S
+from rotation.secrets import CURRENT, PENDING, aws_client
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -214,13 +215,8 @@ def _done(result: Rollout) -> dict[str, Any]:
 
 
 def _client(service: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("SECRETS_MANAGER_ENDPOINT") if service == "secretsmanager" else None
-    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                    retries={"total_max_attempts": 3, "mode": "standard"})
-    return boto3.client(service, endpoint_url=endpoint or None, config=config)
+    endpoint = os.environ.get(ENDPOINT) if service == "secretsmanager" else None
+    return aws_client(service, endpoint or None)
 
 
 def _code(exc: Exception) -> str:

@@ -21,7 +21,7 @@ from rotation.errors import AwsError, AwsPermissionError, RotationTimeoutError, 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-# Client timeouts (rotation.dispatcher.make_client): one request attempt takes at most this long.
+# Client timeouts (aws_client, below): one request attempt takes at most this long.
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 3.0
 ATTEMPT_BOUND_S = CONNECT_TIMEOUT_S + READ_TIMEOUT_S
@@ -29,6 +29,18 @@ ATTEMPT_BOUND_S = CONNECT_TIMEOUT_S + READ_TIMEOUT_S
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
 PREVIOUS = "AWSPREVIOUS"
+
+
+def aws_client(service: str, endpoint_url: str | None = None) -> Any:
+    """A boto3 client for the functions (rotation and roll-out): AWS APIs answer in
+    milliseconds, so short attempts leave room for retries inside a Lambda timeout."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                    retries={"total_max_attempts": 3, "mode": "standard"})
+    return boto3.client(service, endpoint_url=endpoint_url, config=config)
+
 
 _PERMISSION_CODES = {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
                      "KMSAccessDeniedException", "DecryptionFailure"}
