@@ -55,12 +55,11 @@ from rotation.errors import (
     UnsupportedEngineError,
 )
 from rotation.secrets import (
-    CONNECT_TIMEOUT_S,
     CURRENT,
     PENDING,
-    READ_TIMEOUT_S,
     _register_secret_values,
     _translate,
+    aws_client,
 )
 
 if TYPE_CHECKING:
@@ -494,13 +493,8 @@ def _ca_bundle(explicit: str | None) -> str | None:
 
 
 def _default_client() -> SecretsManagerClient:
-    import boto3
-    from botocore.config import Config
-
     # The function's timeouts: Secrets Manager answers in milliseconds, and a refresh happens
     # while the application waits for a connection.
-    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                    retries={"total_max_attempts": 3, "mode": "standard"})
-    client: SecretsManagerClient = boto3.client("secretsmanager", config=config)
+    client: SecretsManagerClient = aws_client("secretsmanager")
     return client
 
